@@ -1,0 +1,1 @@
+"""Local, faithful servers for the four vendor APIs (demo, tests, benchmarks)."""

@@ -1,0 +1,161 @@
+"""What every vendor simulator shares: fault injection, a settable clock, request
+counters and deterministic randomness.
+
+The simulator is an independent reading of the vendors' documents: nothing here (or in
+any vendor module) imports ``pipelines`` or ``models``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# Modes every endpoint understands. "envelope" (the vendor's HTTP-200 error answer) and
+# "drift" (a renamed or retyped field) are answered by the vendor module itself.
+GENERIC_MODES = {"500", "502", "503", "429", "timeout", "truncated"}
+VENDOR_MODES = {"envelope", "drift"}
+
+
+@dataclass
+class Fault:
+    """A fault armed on one endpoint: skip ``after`` requests, then fault ``times`` of them
+    (``times=-1``: every request from then on)."""
+
+    mode: str
+    times: int = 1
+    after: int = 0
+    retry_after: float = 1.0  # seconds, for mode "429"
+    delay: float = 30.0  # seconds the server stalls, for mode "timeout"
+
+    def __post_init__(self) -> None:
+        if self.mode not in GENERIC_MODES | VENDOR_MODES:
+            raise ValueError(f"unknown fault mode {self.mode!r}")
+
+
+class FaultBoard:
+    """Faults armed per endpoint path (the documented path, e.g. ``/v1/callLogs``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, Fault] = {}
+        self._seen: Counter[str] = Counter()
+
+    def arm(self, endpoint: str, fault: Fault) -> None:
+        with self._lock:
+            self._faults[endpoint] = fault
+            self._seen[endpoint] = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._seen.clear()
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The fault to apply to this request, if any (consumes one use)."""
+        with self._lock:
+            fault = self._faults.get(endpoint)
+            if fault is None:
+                return None
+            self._seen[endpoint] += 1
+            if self._seen[endpoint] <= fault.after:
+                return None
+            if fault.times == 0:
+                return None
+            if fault.times > 0:
+                fault.times -= 1
+            return fault
+
+    def describe(self) -> dict[str, dict]:
+        with self._lock:
+            return {k: asdict(v) for k, v in self._faults.items()}
+
+
+class Clock:
+    """The simulator's notion of now (epoch seconds). Tests move it to make new data
+    appear (push logs) or old data expire (TRTC)."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._frozen: float | None = None
+
+    def now(self) -> float:
+        return self._frozen if self._frozen is not None else time.time() + self._offset
+
+    def set(self, now: float | None = None, offset: float | None = None) -> None:
+        if now is not None:
+            self._frozen = float(now)
+        else:
+            self._frozen = None
+            self._offset = float(offset or 0.0)
+
+
+@dataclass
+class SimState:
+    """Shared by all vendor apps of one simulator instance."""
+
+    faults: FaultBoard = field(default_factory=FaultBoard)
+    clock: Clock = field(default_factory=Clock)
+    requests: Counter = field(default_factory=Counter)  # "vendor endpoint" -> count
+    latency_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, vendor: str, endpoint: str) -> None:
+        with self.lock:
+            self.requests[f"{vendor} {endpoint}"] += 1
+
+
+def rng(seed: int, *parts: object) -> random.Random:
+    """A Random seeded from the seed and any identifying parts (day, page, record)."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def stable_int(seed: int, *parts: object, bits: int = 63) -> int:
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - bits)
+
+
+Handler = Callable[[Request, Fault | None], Awaitable[Response]]
+
+
+async def serve(
+    state: SimState, vendor: str, endpoint: str, request: Request, handler: Handler
+) -> Response:
+    """Run one request through latency, the generic faults and the vendor handler.
+
+    The handler receives the armed fault (or None) so it can answer the vendor-specific
+    modes ("envelope", "drift") itself; generic modes never reach it.
+    """
+    state.count(vendor, endpoint)
+    if state.latency_s:
+        await asyncio.sleep(state.latency_s)
+    fault = state.faults.take(endpoint)
+    if fault is not None:
+        if fault.mode in {"500", "502", "503"}:
+            return Response(f"simulated {fault.mode}", status_code=int(fault.mode))
+        if fault.mode == "429":
+            return Response(
+                "too many requests",
+                status_code=429,
+                headers={"Retry-After": f"{fault.retry_after:g}"},
+            )
+        if fault.mode == "timeout":
+            await asyncio.sleep(fault.delay)
+    response = await handler(request, fault if fault and fault.mode in VENDOR_MODES else None)
+    if fault is not None and fault.mode == "truncated":
+        body = bytes(response.body)
+        return Response(body[: max(1, len(body) // 2)], media_type="application/json")
+    return response
+
+
+def json_response(payload: object, status_code: int = 200) -> Response:
+    return JSONResponse(payload, status_code=status_code)
