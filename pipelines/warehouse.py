@@ -1,0 +1,115 @@
+"""The warehouse: where it is (WAREHOUSE_URL or an embedded PostgreSQL), and its schema,
+brought to the migrations' head before anything loads."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from dagster import ConfigurableResource
+from pydantic import Field
+from sqlalchemy import create_engine, text
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS_DIR = PROJECT_ROOT / "sql" / "migrations"
+# An arbitrary constant shared by every process: the key of the advisory lock that
+# serializes migrations when several runs start at once.
+MIGRATION_LOCK_KEY = 7_201_611_020
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+class WarehouseConfigError(RuntimeError):
+    pass
+
+
+def embedded_dir() -> Path:
+    return Path(os.environ.get("WAREHOUSE_DIR") or PROJECT_ROOT / ".warehouse")
+
+
+def embedded_url(data_dir: Path | None = None) -> str:
+    """Start (or join) the embedded PostgreSQL of the ``pgserver`` wheel and return its URL.
+
+    The server outlives this process (cleanup_mode=None) so the Dagster UI, later runs and
+    ``psql`` all see the same warehouse; it stops with ``python -m pipelines.demo --stop``.
+    """
+    import pgserver
+
+    path = data_dir or embedded_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(path, cleanup_mode=None).get_uri()
+
+
+def resolve_url(url: str | None = None) -> str:
+    url = url or os.environ.get("WAREHOUSE_URL") or None
+    if url is None:
+        return embedded_url()
+    if urlsplit(url).scheme not in {"postgresql", "postgres"}:
+        raise WarehouseConfigError(
+            "WAREHOUSE_URL must look like postgresql://user:password@host:port/database "
+            f"(got a URL with scheme {urlsplit(url).scheme!r})"
+        )
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and metadata."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def sqlalchemy_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+psycopg://{rest}"
+
+
+def migrate(url: str) -> None:
+    """Bring the warehouse to the migrations' head; idempotent and safe when several
+    processes start at once (they queue on an advisory lock, then find nothing to do)."""
+    from alembic import command
+    from alembic.config import Config
+
+    with _migrate_lock:
+        if url in _migrated:
+            return
+        engine = create_engine(sqlalchemy_url(url))
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
+        _migrated.add(url)
+
+
+class WarehouseResource(ConfigurableResource):
+    """The PostgreSQL warehouse. ``url`` unset means the embedded server in ``.warehouse/``."""
+
+    url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (WAREHOUSE_URL); unset: embedded PostgreSQL in .warehouse/",
+    )
+
+    def dsn(self) -> str:
+        resolved = resolve_url(self.url)
+        migrate(resolved)
+        return resolved
+
+    def display_url(self) -> str:
+        return redact(self.dsn())
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn())
+
+    async def aconnect(self) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(self.dsn())
