@@ -22,7 +22,9 @@ fact_crm_call = Table(
     Column("conversation_id", Text, comment="Conversation id: a UUID or a short number (undocumented)."),
     Column("customer_number", Text, comment="The customer's phone number (号码)."),
     Column("customer_name", Text, comment="Name of the linked CRM record (关联记录名称)."),
-    Column("province", Integer, comment="Province code of the number (归属地省); an int, documented as string."),
+    Column(
+        "province", Integer, comment="Province code of the number (归属地省); an int, documented as string."
+    ),
     Column("city", Integer, comment="City code of the number (归属地市); an int, documented as string."),
     Column("agent_name", Text, comment="Agent name (坐席名称); can be null despite the documentation."),
     Column("duration", Integer, comment="Talk time in seconds (通话时长)."),
@@ -38,7 +40,11 @@ fact_crm_call = Table(
     Column("drop_side", SmallInteger, comment="Who hung up: 1 customer, 2 agent."),
     Column("hangup_cause_id", Integer, comment="Outbound failure reason; see core.dim_crm_hangup_reason."),
     Column("business_id", Text, comment="Id of the linked CRM record (关联记录id)."),
-    Column("business_log_type", SmallInteger, comment="Linked record type: 1 lead, 2 customer, 3 deal, 4 contact."),
+    Column(
+        "business_log_type",
+        SmallInteger,
+        comment="Linked record type: 1 lead, 2 customer, 3 deal, 4 contact.",
+    ),
     loaded_at(),
     schema="core",
     comment="Udesk CRM call logs (/v1/callLogs), one row per call log id.",
@@ -64,7 +70,9 @@ dim_crm_hangup_reason = Table(
     "dim_crm_hangup_reason",
     metadata,
     Column("id", Integer, primary_key=True, comment="Hangup reason id (挂机原因id)."),
-    Column("name", Text, nullable=False, comment="Reason name, trimmed (the API sends some with a trailing tab)."),
+    Column(
+        "name", Text, nullable=False, comment="Reason name, trimmed (the API sends some with a trailing tab)."
+    ),
     loaded_at(),
     gone_at(),
     schema="core",
@@ -75,10 +83,19 @@ fact_crm_call_ivr = Table(
     "fact_crm_call_ivr",
     metadata,
     Column("id", BigInteger, primary_key=True, comment="Call log id (core.fact_crm_call.id)."),
-    Column("master_user_id", BigInteger, nullable=False, comment="The agent (CRM_AGENT_IDS) whose calls listed it."),
+    Column(
+        "master_user_id",
+        BigInteger,
+        nullable=False,
+        comment="The agent (CRM_AGENT_IDS) whose calls listed it.",
+    ),
     Column("call_id", Text, comment="CallID of the call."),
     tstz("created_at", "When the call was logged (createTime, read in CRM_TIMEZONE)."),
-    Column("ivr_duration", Integer, comment="Seconds spent in the IVR (ivr通话时长); only /v1/callLogs/search has it."),
+    Column(
+        "ivr_duration",
+        Integer,
+        comment="Seconds spent in the IVR (ivr通话时长); only /v1/callLogs/search has it.",
+    ),
     loaded_at(),
     schema="core",
     comment="IVR durations of agents' recent calls (/v1/callLogs/search); join on id to core.fact_crm_call.",

@@ -86,7 +86,9 @@ def migrate(url: str) -> None:
                 cfg = Config()
                 cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                # "heads": each source's migrations branch from the shared base, so several
+                # sources can add tables independently.
+                command.upgrade(cfg, "heads")
         finally:
             engine.dispose()
         _migrated.add(url)

@@ -7,7 +7,8 @@ the environment variables a client exports to talk to it.
 Control API (tests flip faults and move the clock over real HTTP):
     POST   /_sim/faults   {"endpoint": "/v1/callLogs", "mode": "500", "times": 2, "after": 0}
     DELETE /_sim/faults
-    POST   /_sim/clock    {"now": 1763600000} or {"offset": -86400} or {}
+    POST   /_sim/clock    {"now": 1763600000} or {"offset": -86400} or {}; "auth_wall": true
+                          judges signatures by the wall clock while the data clock moves
     GET    /_sim/stats    request counts per "vendor endpoint"
 """
 
@@ -54,7 +55,9 @@ class Simulator:
     def env(self, root_url: str) -> dict[str, str]:
         out: dict[str, str] = {}
         for name in VENDORS:
-            out.update(vendor_module(name).env(self.settings[name], root_url.rstrip("/") + self.mount_path(name)))
+            out.update(
+                vendor_module(name).env(self.settings[name], root_url.rstrip("/") + self.mount_path(name))
+            )
         return out
 
     def build(self) -> Starlette:
@@ -64,7 +67,11 @@ class Simulator:
             Route("/_sim/stats", self._stats, methods=["GET", "DELETE"]),
         ]
         for name in VENDORS:
-            routes.append(Mount(self.mount_path(name), app=vendor_module(name).build_app(self.settings[name], self.state)))
+            routes.append(
+                Mount(
+                    self.mount_path(name), app=vendor_module(name).build_app(self.settings[name], self.state)
+                )
+            )
         return Starlette(routes=routes)
 
     async def _faults(self, request: Request) -> Response:
@@ -78,7 +85,7 @@ class Simulator:
 
     async def _clock(self, request: Request) -> Response:
         body = await request.json()
-        self.state.clock.set(now=body.get("now"), offset=body.get("offset"))
+        self.state.clock.set(now=body.get("now"), offset=body.get("offset"), auth_wall=body.get("auth_wall"))
         return JSONResponse({"now": self.state.clock.now()})
 
     async def _stats(self, request: Request) -> Response:

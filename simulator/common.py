@@ -86,16 +86,28 @@ class Clock:
     def __init__(self) -> None:
         self._offset = 0.0
         self._frozen: float | None = None
+        # When set, signatures are checked against the wall clock while the data clock is
+        # moved: a pipeline test can make data appear or expire without forging old
+        # signatures.
+        self.auth_wall = False
 
     def now(self) -> float:
         return self._frozen if self._frozen is not None else time.time() + self._offset
 
-    def set(self, now: float | None = None, offset: float | None = None) -> None:
+    def auth_now(self) -> float:
+        """The time signature freshness is judged against."""
+        return time.time() if self.auth_wall else self.now()
+
+    def set(
+        self, now: float | None = None, offset: float | None = None, auth_wall: bool | None = None
+    ) -> None:
         if now is not None:
             self._frozen = float(now)
         else:
             self._frozen = None
             self._offset = float(offset or 0.0)
+        if auth_wall is not None:
+            self.auth_wall = auth_wall
 
 
 @dataclass
@@ -127,9 +139,7 @@ def stable_int(seed: int, *parts: object, bits: int = 63) -> int:
 Handler = Callable[[Request, Fault | None], Awaitable[Response]]
 
 
-async def serve(
-    state: SimState, vendor: str, endpoint: str, request: Request, handler: Handler
-) -> Response:
+async def serve(state: SimState, vendor: str, endpoint: str, request: Request, handler: Handler) -> Response:
     """Run one request through latency, the generic faults and the vendor handler.
 
     The handler receives the armed fault (or None) so it can answer the vendor-specific

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -38,7 +38,7 @@ class ThreadedServer:
     def env(self) -> dict[str, str]:
         return self.sim.env(self.url)
 
-    def start(self) -> "ThreadedServer":
+    def start(self) -> ThreadedServer:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:

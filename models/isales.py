@@ -1,0 +1,1 @@
+"""Placeholder: the isales tables are added with that source."""

@@ -1,0 +1,1 @@
+"""Placeholder: the pushlog tables are added with that source."""

@@ -1,0 +1,1 @@
+"""Placeholder: the trtc tables are added with that source."""

@@ -1,0 +1,329 @@
+"""The one loader every source uses: land pages verbatim in ``raw``, normalize them into
+``core``, atomically per partition.
+
+A partition's load is one transaction:
+
+1. an advisory lock on (table, partition), so two runs of one partition queue rather than race;
+2. per batch of pages: ``COPY`` the page bodies (JSON text, unparsed) into a temp table;
+   PostgreSQL explodes the record array, lands each record in ``raw.<source>`` (upsert by
+   natural key), and upserts the typed rows into ``core`` in one set-based statement per
+   table; records the normalizing SELECT cannot type go to ``raw.rejects`` with the reason;
+3. at the end, when the pull was complete, the window's rows that this pull did not return
+   are removed (facts) or marked gone (dimensions), limited to the range actually pulled,
+   so a reload never deletes what the vendor can no longer return.
+
+Any exception rolls the whole partition back. The SQL a source supplies is static text with
+named parameters; identifiers are composed with ``psycopg.sql``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from pipelines.http import Page
+
+
+@dataclass(frozen=True)
+class CoreTarget:
+    """How raw records become rows of one core table.
+
+    ``select_sql`` reads the batch's records from ``_stage_records (record_key text, rec
+    jsonb)`` and returns the table's ``columns``, ``_record_key`` (the record it came from)
+    and ``_reject`` (text: why the row cannot be typed, NULL when it can). It must not raise
+    on bad input: every cast is guarded.
+    """
+
+    table: str  # "core.fact_crm_call"
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    select_sql: str
+    time_column: str | None = None  # the column the window filters on (facts)
+    on_missing: Literal["delete", "mark_gone", "keep"] = "delete"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One endpoint's landing: where records sit in a page body and what keys them."""
+
+    raw_table: str  # "raw.crm_call"
+    records_path: tuple[str, ...]  # path of the record array inside a page body
+    key_sql: str  # SQL over ``rec`` giving the natural key as text
+    targets: tuple[CoreTarget, ...]
+    raw_time_sql: str | None = None  # SQL over ``record`` giving its window time (partial prunes)
+
+
+@dataclass
+class LoadResult:
+    records_received: int = 0
+    rows_landed: int = 0
+    rows_upserted: dict[str, int] = field(default_factory=dict)
+    rows_removed: dict[str, int] = field(default_factory=dict)
+    rejects: int = 0
+    batches: int = 0
+
+    def as_metadata(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "records_received": self.records_received,
+            "rows_landed": self.rows_landed,
+            "rejects": self.rejects,
+        }
+        for table, n in self.rows_upserted.items():
+            out[f"rows_upserted {table}"] = n
+        for table, n in self.rows_removed.items():
+            out[f"rows_removed {table}"] = n
+        return out
+
+
+def _ident(qualified: str) -> sql.Composable:
+    return sql.Identifier(*qualified.split("."))
+
+
+def _cols(names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+class PartitionLoad:
+    """Use as ``async with PartitionLoad(conn, spec, ...) as load``: ``add`` page bodies,
+    then ``finish``; leaving the block by an exception rolls everything back."""
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection,
+        spec: SourceSpec,
+        *,
+        partition_key: str,
+        window: tuple[datetime, datetime],
+        fetched_at: datetime,
+        params: Mapping[str, Any] | None = None,
+        batch_records: int = 20_000,
+    ) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.partition_key = partition_key
+        self.window = window
+        self.fetched_at = fetched_at
+        self.params = {
+            **(params or {}),
+            "partition_key": partition_key,
+            "window_start": window[0],
+            "window_end": window[1],
+            "fetched_at": fetched_at,
+            "records_path": list(spec.records_path),
+        }
+        self.batch_records = batch_records
+        self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
+        self._buffer: list[str] = []
+        self._buffered = 0
+        self._tx: Any = None
+
+    async def __aenter__(self) -> PartitionLoad:
+        self._tx = self.conn.transaction()
+        await self._tx.__aenter__()
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"{self.spec.raw_table}|{self.partition_key}",),
+        )
+        # Dropped first: a load nested in a caller's transaction (a savepoint) leaves the
+        # previous load's temp tables until the outer commit.
+        await self.conn.execute("DROP TABLE IF EXISTS _stage_pages, _stage_records")
+        await self.conn.execute("CREATE TEMP TABLE _stage_pages (body text) ON COMMIT DROP")
+        await self.conn.execute(
+            "CREATE TEMP TABLE _stage_records (record_key text, rec jsonb) ON COMMIT DROP"
+        )
+        for table in (self.spec.raw_table, *(t.table for t in self.spec.targets)):
+            await self.conn.execute(
+                "DELETE FROM raw.rejects WHERE source_table = %s AND partition_key = %s",
+                (table, self.partition_key),
+            )
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self._tx.__aexit__(exc_type, exc, tb)
+
+    async def add(self, body: str, records: int) -> None:
+        """Queue one page body (the vendor's JSON text) holding ``records`` records."""
+        self._buffer.append(body)
+        self._buffered += records
+        self.result.records_received += records
+        if self._buffered >= self.batch_records:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        cur = self.conn.cursor()
+        async with cur.copy("COPY _stage_pages (body) FROM STDIN") as copy:
+            for body in self._buffer:
+                await copy.write_row((body,))
+        self._buffer.clear()
+        self._buffered = 0
+        await cur.execute("TRUNCATE _stage_records")
+        # DISTINCT ON keeps one record per key: offset paging can repeat a record across
+        # pages, and ON CONFLICT cannot touch one row twice in a statement.
+        await cur.execute(
+            sql.SQL(
+                "INSERT INTO _stage_records (record_key, rec) "
+                "SELECT DISTINCT ON (k) k, rec FROM ("
+                " SELECT ({key}) AS k, e.rec FROM _stage_pages p,"
+                " jsonb_array_elements(COALESCE(p.body::jsonb #> %(records_path)s::text[], '[]'::jsonb)) AS e(rec)"
+                ") x"
+            ).format(key=sql.SQL(self.spec.key_sql)),
+            self.params,
+        )
+        await cur.execute("TRUNCATE _stage_pages")
+        await cur.execute(
+            "INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at) "
+            "SELECT %(raw_table)s, %(partition_key)s, NULL, 'the record has no natural key', rec, %(fetched_at)s "
+            "FROM _stage_records WHERE record_key IS NULL",
+            {**self.params, "raw_table": self.spec.raw_table},
+        )
+        await cur.execute(
+            sql.SQL(
+                "INSERT INTO {raw} (record_key, partition_key, window_start, window_end, fetched_at, record) "
+                "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
+                "FROM _stage_records WHERE record_key IS NOT NULL "
+                "ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
+                "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
+                "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
+            ).format(raw=_ident(self.spec.raw_table)),
+            self.params,
+        )
+        for target in self.spec.targets:
+            await self._load_target(cur, target)
+        self.result.batches += 1
+
+    async def _load_target(self, cur: psycopg.AsyncCursor, target: CoreTarget) -> None:
+        # One statement: the typed rows are computed once (MATERIALIZED) and feed both the
+        # rejects and the upsert.
+        updates = [c for c in target.columns if c not in target.key]
+        set_clause = sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in (*updates, "_loaded_at")
+        )
+        if target.on_missing == "mark_gone":
+            set_clause = sql.SQL("{}, _gone_at = NULL").format(set_clause)
+        await cur.execute(
+            sql.SQL(
+                "WITH n AS MATERIALIZED ({select}), "
+                "rejected AS ("
+                " INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at)"
+                " SELECT %(target)s, %(partition_key)s, s.record_key, r._reject, s.rec, %(fetched_at)s"
+                " FROM (SELECT DISTINCT _record_key, _reject FROM n WHERE _reject IS NOT NULL) r"
+                " JOIN _stage_records s ON s.record_key = r._record_key) "
+                "INSERT INTO {table} ({cols}, _loaded_at) "
+                "SELECT DISTINCT ON ({key}) {cols}, %(fetched_at)s FROM n WHERE _reject IS NULL "
+                "ON CONFLICT ({key}) DO UPDATE SET {set_clause}"
+            ).format(
+                select=sql.SQL(target.select_sql),
+                table=_ident(target.table),
+                cols=_cols(target.columns),
+                key=_cols(target.key),
+                set_clause=set_clause,
+            ),
+            {**self.params, "target": target.table},
+        )
+        self.result.rows_upserted[target.table] += cur.rowcount
+
+    async def finish(
+        self, complete: bool, pulled_range: tuple[datetime, datetime] | None = None
+    ) -> LoadResult:
+        """Flush, then, if the pull was ``complete`` over ``pulled_range`` (default: the whole
+        window), remove or mark gone what it no longer returned."""
+        await self.flush()
+        cur = self.conn.cursor()
+        lo, hi = pulled_range or self.window
+        whole_window = (lo, hi) == tuple(self.window)
+        if complete:
+            for target in self.spec.targets:
+                await self._reconcile_target(cur, target, lo, hi)
+        # Raw follows the facts: a dimension's raw rows stay, like its rows marked gone.
+        if complete and any(t.on_missing == "delete" for t in self.spec.targets):
+            raw_scope = sql.SQL("")
+            if not whole_window:  # noqa: SIM102
+                if self.spec.raw_time_sql is None:
+                    raise ValueError(f"{self.spec.raw_table}: a partial prune needs raw_time_sql")
+                raw_scope = sql.SQL(" AND ({t}) >= %(lo)s AND ({t}) < %(hi)s").format(
+                    t=sql.SQL(self.spec.raw_time_sql)
+                )
+            await cur.execute(
+                sql.SQL(
+                    "DELETE FROM {raw} WHERE partition_key = %(partition_key)s AND fetched_at < %(fetched_at)s{scope}"
+                ).format(raw=_ident(self.spec.raw_table), scope=raw_scope),
+                {**self.params, "lo": lo, "hi": hi},
+            )
+        await cur.execute(
+            sql.SQL("SELECT count(*) FROM {raw} WHERE partition_key = %s AND fetched_at = %s").format(
+                raw=_ident(self.spec.raw_table)
+            ),
+            (self.partition_key, self.fetched_at),
+        )
+        row = await cur.fetchone()
+        self.result.rows_landed = int(row[0]) if row else 0
+        await cur.execute(
+            "SELECT count(*) FROM raw.rejects WHERE source_table = ANY(%s) AND partition_key = %s",
+            ([self.spec.raw_table, *(t.table for t in self.spec.targets)], self.partition_key),
+        )
+        row = await cur.fetchone()
+        self.result.rejects = int(row[0]) if row else 0
+        return self.result
+
+    async def _reconcile_target(
+        self, cur: psycopg.AsyncCursor, target: CoreTarget, lo: datetime, hi: datetime
+    ) -> None:
+        if target.on_missing == "keep":
+            return
+        scope = sql.SQL("TRUE")
+        if target.time_column is not None:
+            scope = sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(target.time_column))
+        if target.on_missing == "delete":
+            stmt = sql.SQL("DELETE FROM {table} WHERE {scope} AND _loaded_at < %(fetched_at)s")
+        else:
+            stmt = sql.SQL(
+                "UPDATE {table} SET _gone_at = %(fetched_at)s "
+                "WHERE {scope} AND _loaded_at < %(fetched_at)s AND _gone_at IS NULL"
+            )
+        await cur.execute(
+            stmt.format(table=_ident(target.table), scope=scope), {**self.params, "lo": lo, "hi": hi}
+        )
+        self.result.rows_removed[target.table] = cur.rowcount
+
+
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256) -> None:
+    """Feed ``pages`` into ``load`` through a bounded queue, so fetching goes on while
+    PostgreSQL works on the previous batch; memory stays bounded by ``depth`` pages.
+
+    An error on either side stops both and propagates (the load then rolls back).
+    """
+    queue: asyncio.Queue[Page | None] = asyncio.Queue(depth)
+
+    async def produce() -> None:
+        async for page in pages:
+            await queue.put(page)
+        await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            if producer.done():
+                producer.result()  # re-raises the fetch error, if any
+                page = await queue.get()  # the producer finished: its end marker is queued
+            else:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                page = getter.result()
+            if page is None:
+                break
+            await load.add(page.text, page.records)
+    finally:
+        if not producer.done():
+            producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)

@@ -1,0 +1,28 @@
+"""The resources of the Definitions, bound to the environment (DESIGN.md's contract).
+
+Secrets go through ``EnvVar`` so Dagster resolves them at run time and never shows their
+values in the UI; a missing variable fails the first run with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import EnvVar
+
+from pipelines.sources.crm.client import CrmResource
+from pipelines.warehouse import WarehouseResource
+
+
+def build_resources() -> dict[str, object]:
+    return {
+        "warehouse": WarehouseResource(
+            url=EnvVar("WAREHOUSE_URL") if os.environ.get("WAREHOUSE_URL") else None
+        ),
+        "crm": CrmResource(
+            base_url=EnvVar("CRM_BASE_URL"),
+            email=EnvVar("CRM_EMAIL"),
+            secret_key=EnvVar("CRM_SECRET_KEY"),
+            agent_ids=os.environ.get("CRM_AGENT_IDS", ""),
+        ),
+    }

@@ -1,0 +1,606 @@
+"""Udesk CCPS CRM call logs (seed 002): a faithful simulator.
+
+Endpoints (documented paths; ``simulator.app`` mounts them under ``/crm``):
+
+- ``GET  /v1/callLogs``         ``startTime``/``endTime`` (``yyyy-MM-dd HH:mm:ss``, vendor zone,
+  both inclusive), ``pageNum`` (1-based, default 1), ``pageSize`` (default 20, max 100).
+  ``data`` = ``{list, pageNum, pageSize, total, paging: null}``; newest first, like the sample.
+- ``GET  /v1/callLogs/view``    ``callId``: ``data`` is an array with the one call plus
+  ``channelUserType`` and ``callLogRecordFoundResponseList[].recordUrl``; unknown ``callId``: ``[]``.
+- ``GET  /v1/hangupReasons``    the 18 reasons of the seed (two names end with a tab), with
+  ``exception``, ``paging`` and ``extra`` at the top level.
+- ``POST /v1/callLogs/search``  body ``{"masterUserId": N, "pageNum"?, "pageSize"?}``: that
+  agent's calls of the last ``search_days`` days, newest first, each with ``ivrDuration`` and the
+  recording fields; ``data`` is an object (documented as an array).
+
+Every endpoint is signed with query parameters ``email``, ``timestamp`` (Unix seconds) and
+``sign = sha1_hex("<email>&<secretKey>&<timestamp>")``. Errors are HTTP 200 envelopes with a
+numeric non-200 ``code``:
+
+    1001 签名错误        wrong email or sign, or a signing parameter missing
+    1002 签名已过期      timestamp more than ``sign_ttl_s`` away from the clock
+    400  参数错误: ...   a bad parameter (the message names it, e.g. pageSize above the maximum)
+    500  系统繁忙        the "envelope" fault
+
+Data: ``volume`` calls per day of the vendor's zone. Call ``i`` of day ``d`` (days since
+1970-01-01) has ``createTime = d 00:00:00 + floor(i * 86400 / volume)`` seconds, ``id = d *
+10_000_000 + i``, and every other field derived from a keyed hash of ``(seed, d, i)``, so a
+window's total and any page are arithmetic (O(page)). Calls after the clock's now do not exist
+yet. Agents: call ``i`` of day ``d`` belongs to ``agent_ids[perm_d[i % n]]`` for a per-day
+permutation, so an agent's calls are an arithmetic progression within a day.
+
+The ``callId`` (a UUID-shaped string) carries ``(d, i)`` masked by a seed-keyed hash, and its
+first 10 bytes are a keyed hash of ``(d, i)``: ``/view`` decodes and verifies it in O(1), and a
+made-up callId does not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from simulator.common import Fault, SimState, json_response, rng, serve
+
+VENDOR = "crm"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DAY_S = 86_400
+ID_DAY_FACTOR = 10_000_000  # id = day_number * ID_DAY_FACTOR + index
+_EPOCH_ORD = date(1970, 1, 1).toordinal()
+
+# error codes (the vendor's table is not public; these are our reading, kept in one place)
+CODE_OK = 200
+CODE_BAD_PARAM = 400
+CODE_BUSY = 500
+CODE_SIGN = 1001
+CODE_SIGN_EXPIRED = 1002
+
+# the 18 reasons of seed 002, names exactly as the seed has them (ids 7 and 16 end with a tab)
+HANGUP_REASONS: tuple[tuple[int, str], ...] = (
+    (1, "关机"),
+    (2, "空号"),
+    (3, "停机"),
+    (4, "占线"),
+    (5, "用户拒接"),
+    (6, "无法接通"),
+    (7, "暂停服务\t"),
+    (8, "用户正忙"),
+    (9, "拨号方式不正确"),
+    (10, "呼入限制"),
+    (11, "呼叫转移失败"),
+    (12, "网络忙"),
+    (13, "无人接听"),
+    (14, "欠费"),
+    (15, "无法接听"),
+    (16, "改号\t"),
+    (17, "线路故障"),
+    (18, "稍后再拨"),
+)
+UNKNOWN_HANGUP_CAUSE = 99  # appears rarely, outside the dimension
+
+SP_NUMBERS = ("02131204098", "057126200670", "01062668800", "075586013388", "02868731200")
+MOBILE_PREFIXES = ("13", "15", "17", "18", "19")
+AGENT_NAMES = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强", "周婷", "吴军")
+CUSTOMER_NAMES = (
+    "测试ai自定义字段",
+    "北京华信科技有限公司",
+    "上海明远贸易",
+    "王先生",
+    "李女士",
+    "杭州云帆网络",
+    "深圳启航教育",
+    "陈总",
+)
+RECORD_URL_BASE = "https://records.example.com/ccps"
+
+
+@dataclass
+class Settings:
+    seed: int = 7
+    volume: int = 500  # calls per day
+    email: str = "sim@example.com"
+    secret_key: str = "sim-crm-secret"
+    timezone: str = "Asia/Shanghai"
+    default_page_size: int = 20
+    max_page_size: int = 100
+    sign_ttl_s: int = 300
+    agent_ids: tuple[int, ...] = field(default_factory=lambda: tuple(range(1001, 1011)))
+    total_skew: int = 0  # added to data.total (the "total disagrees with the list" quirk)
+    search_days: int = 7  # how far back /v1/callLogs/search looks
+    newest_first: bool = True  # order of /v1/callLogs, as in the sample
+
+
+def env(settings: Settings, base_url: str) -> dict[str, str]:
+    return {
+        "CRM_BASE_URL": base_url,
+        "CRM_EMAIL": settings.email,
+        "CRM_SECRET_KEY": settings.secret_key,
+        "CRM_TIMEZONE": settings.timezone,
+        "CRM_AGENT_IDS": ",".join(str(a) for a in settings.agent_ids[:3]),
+    }
+
+
+def sign(email: str, secret_key: str, timestamp: int | str) -> str:
+    """The vendor's signature: lowercase hex SHA-1 of ``email&secretKey&timestamp``."""
+    return hashlib.sha1(f"{email}&{secret_key}&{timestamp}".encode()).hexdigest()
+
+
+def envelope(data: object, code: int = CODE_OK, message: str = "OK") -> dict:
+    return {"code": code, "message": message, "visible": False, "data": data}
+
+
+class CrmError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error(exc: CrmError) -> Response:
+    return json_response(envelope(None, exc.code, exc.message))
+
+
+# --------------------------------------------------------------------------------------------
+# deterministic data
+
+
+@lru_cache(maxsize=64)
+def _cached_key(seed: int) -> bytes:
+    return hashlib.blake2b(repr(("crm", seed)).encode(), digest_size=32).digest()
+
+
+def _digest(seed: int, day: int, i: int) -> bytes:
+    return hashlib.blake2b(struct.pack(">qq", day, i), key=_cached_key(seed), digest_size=64).digest()
+
+
+def _mask(seed: int, prefix: bytes) -> bytes:
+    return hashlib.blake2b(b"mask" + prefix, key=_cached_key(seed), digest_size=6).digest()
+
+
+def _xor6(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(6, "big")
+
+
+def _uuid_str(b: bytes) -> str:
+    h = b.hex()
+    return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def call_id(seed: int, day: int, i: int) -> str:
+    """The callId of call ``i`` of day ``day`` (days since 1970-01-01 in the vendor's zone)."""
+    return _call_id(seed, day, i, _digest(seed, day, i))
+
+
+def _call_id(seed: int, day: int, i: int, digest: bytes) -> str:
+    prefix = digest[:10]
+    payload = day.to_bytes(3, "big") + i.to_bytes(3, "big")
+    masked = _xor6(payload, _mask(seed, prefix))
+    return _uuid_str(prefix + masked)
+
+
+def decode_call_id(seed: int, value: str) -> tuple[int, int] | None:
+    """``(day, index)`` of a callId this simulator issued for ``seed``, else None."""
+    parts = value.strip().lower().split("-")
+    if [len(p) for p in parts] != [8, 4, 4, 4, 12]:
+        return None
+    try:
+        raw = bytes.fromhex("".join(parts))
+    except ValueError:
+        return None
+    if len(raw) != 16:
+        return None
+    prefix, masked = raw[:10], raw[10:]
+    payload = _xor6(masked, _mask(seed, prefix))
+    day, i = int.from_bytes(payload[:3], "big"), int.from_bytes(payload[3:], "big")
+    if _digest(seed, day, i)[:10] != prefix:
+        return None
+    return day, i
+
+
+@lru_cache(maxsize=4096)
+def _agent_perm(seed: int, n: int, day: int) -> tuple[int, ...]:
+    """Per-day permutation: call i of the day belongs to agent position perm[i % n]."""
+    perm = list(range(n))
+    rng(seed, "crm-agents", day).shuffle(perm)
+    return tuple(perm)
+
+
+@lru_cache(maxsize=4096)
+def _date_str(day: int) -> str:
+    return date.fromordinal(_EPOCH_ORD + day).isoformat()
+
+
+def _offset(i: int, volume: int) -> int:
+    """Seconds after the day's start of call i."""
+    return i * DAY_S // volume
+
+
+def _first_index_at_or_after(sec: int, volume: int) -> int:
+    """Smallest i with offset(i) >= sec (sec an integer)."""
+    return -(-sec * volume // DAY_S)
+
+
+def _last_index_at_or_before(sec: int, volume: int) -> int:
+    """Largest i with offset(i) <= sec."""
+    return -(-(sec + 1) * volume // DAY_S) - 1
+
+
+def _u(b: bytes, lo: int, hi: int) -> int:
+    return int.from_bytes(b[lo:hi], "big")
+
+
+def make_call(s: Settings, day: int, i: int, *, detail: bool = False, ivr: bool = False) -> dict:
+    """Call ``i`` of ``day``. ``detail`` adds the recording fields, ``ivr`` adds ``ivrDuration``."""
+    b = _digest(s.seed, day, i)
+    n_agents = len(s.agent_ids)
+    agent_pos = _agent_perm(s.seed, n_agents, day)[i % n_agents]
+
+    v = b[10] % 100
+    call_type = 2 if v < 40 else 3 if v < 70 else 1  # 1 inbound, 2 outbound, 3 auto-dialled
+    v = b[11] % 100
+    if call_type == 1:  # noqa: SIM108
+        result = 5 if v < 60 else 3 if v < 90 else 4  # agent answered / missed / rejected
+    else:
+        result = 1 if v < 55 else 2  # customer answered / did not answer
+    connected = result in (1, 5)
+    duration = 5 + _u(b, 12, 14) % 600 if connected else 0
+    ringing = 1 + b[14] % 30 if connected else b[14] % 60
+
+    province = None if b[20] % 100 < 30 else 1 + b[20] % 34
+    city = None if province is None or b[21] % 100 < 10 else 1 + b[21] % 20
+    agent_name = None if b[22] % 100 < 12 else _agent_names(tuple(s.agent_ids))[agent_pos]
+    seat_type = None if b[23] % 100 < 10 else 1 + b[23] % 2
+    if connected:  # noqa: SIM108
+        drop_side = 1 + b[24] % 2
+    else:
+        drop_side = None if b[24] % 100 < 70 else 1 + b[24] % 2
+    hangup = None
+    if result == 2:
+        hangup = UNKNOWN_HANGUP_CAUSE if b[25] % 100 < 3 else 1 + b[25] % 18
+    customer_name = None if b[26] % 100 < 40 else CUSTOMER_NAMES[b[26] % len(CUSTOMER_NAMES)]
+    business_id = None if b[27] % 100 < 35 else 10_000 + _u(b, 28, 31) % 90_000
+    business_log_type = None if b[31] % 100 < 30 else 1 + b[31] % 4
+    if b[32] % 100 < 75:  # noqa: SIM108
+        conversation_id = _uuid_str(b[33:49])
+    else:
+        conversation_id = str(100_000 + _u(b, 49, 52) % 900_000)
+
+    secs = _offset(i, s.volume)
+    hh, rem = divmod(secs, 3600)
+    mm, ss = divmod(rem, 60)
+    rec = {
+        "id": day * ID_DAY_FACTOR + i,
+        "createTime": f"{_date_str(day)} {hh:02d}:{mm:02d}:{ss:02d}",
+        "customerNumber": MOBILE_PREFIXES[b[16] % len(MOBILE_PREFIXES)] + f"{_u(b, 17, 21) % 10**9:09d}",
+        "province": province,
+        "city": city,
+        "agentName": agent_name,
+        "duration": duration,
+        "result": result,
+        "ringingDuration": ringing,
+        "spNumber": SP_NUMBERS[b[15] % len(SP_NUMBERS)],
+        "callType": call_type,
+        "seatType": seat_type,
+        "dropSide": drop_side,
+        "hangupCauseId": hangup,
+        "callId": _call_id(s.seed, day, i, b),
+        "customerName": customer_name,
+        "businessId": business_id,
+        "businessLogType": business_log_type,
+        "conversationId": conversation_id,
+    }
+    if detail:
+        n_rec = 0
+        if connected:
+            v = b[52] % 100
+            n_rec = 0 if v < 10 else 1 if v < 70 else 2 if v < 90 else 3
+        if n_rec:
+            rec["channelUserType"] = (1, 2, 4)[b[53] % 3]
+            stem = f"{RECORD_URL_BASE}/{_date_str(day).replace('-', '')}/{rec['callId']}"
+            rec["callLogRecordFoundResponseList"] = [
+                {"recordUrl": f"{stem}-{k}.mp3"} for k in range(1, n_rec + 1)
+            ]
+        else:
+            rec["channelUserType"] = None
+            rec["callLogRecordFoundResponseList"] = None if b[54] % 3 == 0 else []
+    if ivr:
+        rec["ivrDuration"] = b[55] % 90 if call_type == 1 and b[56] % 100 >= 15 else None
+    return rec
+
+
+@lru_cache(maxsize=64)
+def _agent_names(agent_ids: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(
+        f"客服-{AGENT_NAMES[pos]}" if pos < len(AGENT_NAMES) else f"客服-{agent_id}"
+        for pos, agent_id in enumerate(agent_ids)
+    )
+
+
+def agent_display_name(s: Settings, agent_id: int) -> str:
+    """The agentName of an agent (null on some of its calls)."""
+    return _agent_names(tuple(s.agent_ids))[s.agent_ids.index(agent_id)]
+
+
+def agent_of(s: Settings, day: int, i: int) -> int:
+    """The masterUserId call ``i`` of ``day`` belongs to."""
+    n = len(s.agent_ids)
+    return s.agent_ids[_agent_perm(s.seed, n, day)[i % n]]
+
+
+# --------------------------------------------------------------------------------------------
+# time and windows (all in the vendor's naive local time)
+
+
+def _day_sec(dt: datetime) -> tuple[int, int]:
+    return dt.toordinal() - _EPOCH_ORD, dt.hour * 3600 + dt.minute * 60 + dt.second
+
+
+def now_local(s: Settings, now: float) -> datetime:
+    return datetime.fromtimestamp(int(now // 1), ZoneInfo(s.timezone)).replace(tzinfo=None)
+
+
+def _epoch_ms(s: Settings, create_time: str) -> int:
+    dt = datetime.strptime(create_time, TIME_FORMAT).replace(tzinfo=ZoneInfo(s.timezone))
+    return int(dt.timestamp()) * 1000
+
+
+class Window:
+    """Calls of ``[start, end]`` (naive local, inclusive), as positions 0..total-1 newest first."""
+
+    def __init__(self, s: Settings, start: datetime, end: datetime) -> None:
+        self.volume = v = s.volume
+        floor = datetime(1970, 1, 1)
+        start = max(start, floor)
+        self.total = 0
+        if end < start:
+            return
+        self.d_s, sec_s = _day_sec(start)
+        self.d_e, sec_e = _day_sec(end)
+        self.lo_s = max(0, _first_index_at_or_after(sec_s, v))
+        self.hi_e = min(v - 1, _last_index_at_or_before(sec_e, v))
+        if self.d_s == self.d_e:
+            self.c_e = max(0, self.hi_e - self.lo_s + 1)
+            self.c_s = 0
+            self.n_mid = 0
+        else:
+            self.c_e = max(0, self.hi_e + 1)
+            self.c_s = max(0, v - self.lo_s)
+            self.n_mid = self.d_e - self.d_s - 1
+        self.total = self.c_e + self.n_mid * v + self.c_s
+
+    def at(self, pos: int) -> tuple[int, int]:
+        """(day, index) of the call at position ``pos`` (0 = newest)."""
+        if pos < self.c_e:
+            return self.d_e, self.hi_e - pos
+        pos -= self.c_e
+        if pos < self.n_mid * self.volume:
+            k, r = divmod(pos, self.volume)
+            return self.d_e - 1 - k, self.volume - 1 - r
+        pos -= self.n_mid * self.volume
+        return self.d_s, self.volume - 1 - pos
+
+
+# --------------------------------------------------------------------------------------------
+# request handling
+
+
+def _check_sign(s: Settings, request: Request, now: float) -> None:
+    q = request.query_params
+    email, ts, sig = q.get("email"), q.get("timestamp"), q.get("sign")
+    if not email or not ts or not sig:
+        raise CrmError(CODE_SIGN, "签名错误: 缺少email、timestamp或sign")
+    try:
+        ts_int = int(ts)
+    except ValueError:
+        raise CrmError(CODE_SIGN, "签名错误: timestamp格式错误") from None
+    if email != s.email or sig != sign(s.email, s.secret_key, ts):
+        raise CrmError(CODE_SIGN, "签名错误")
+    if abs(now - ts_int) > s.sign_ttl_s:
+        raise CrmError(CODE_SIGN_EXPIRED, "签名已过期")
+
+
+def _int_param(name: str, raw: object, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}必须是整数")
+    try:
+        return int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}必须是整数") from None
+
+
+def _paging(s: Settings, raw_num: object, raw_size: object) -> tuple[int, int]:
+    page_num = _int_param("pageNum", raw_num, 1)
+    page_size = _int_param("pageSize", raw_size, s.default_page_size)
+    if page_num < 1:
+        raise CrmError(CODE_BAD_PARAM, "参数错误: pageNum必须大于0")
+    if page_size < 1:
+        raise CrmError(CODE_BAD_PARAM, "参数错误: pageSize必须大于0")
+    if page_size > s.max_page_size:
+        raise CrmError(CODE_BAD_PARAM, f"参数错误: pageSize不能大于{s.max_page_size}")
+    return page_num, page_size
+
+
+def _time_param(request: Request, name: str) -> datetime:
+    raw = request.query_params.get(name)
+    if not raw:
+        raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}不能为空")
+    try:
+        return datetime.strptime(raw, TIME_FORMAT)
+    except ValueError:
+        raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}格式应为yyyy-MM-dd HH:mm:ss") from None
+
+
+def _drift(s: Settings, rec: dict) -> dict:
+    """Schema drift: createTime as epoch milliseconds, spNumber as a number."""
+    rec["createTime"] = _epoch_ms(s, rec["createTime"])
+    rec["spNumber"] = int(rec["spNumber"])
+    return rec
+
+
+def _page_data(items: list[dict], page_num: int, page_size: int, total: int) -> dict:
+    return {"list": items, "pageNum": page_num, "pageSize": page_size, "total": total, "paging": None}
+
+
+def build_app(settings: Settings, state: SimState) -> Starlette:
+    s = settings
+    if not 1 <= s.volume < ID_DAY_FACTOR:
+        raise ValueError(f"crm volume must be in 1..{ID_DAY_FACTOR - 1}, got {s.volume}")
+    if not s.agent_ids:
+        raise ValueError("crm agent_ids must not be empty")
+
+    async def call_logs(request: Request) -> Response:
+        async def handle(request: Request, fault: Fault | None) -> Response:
+            if fault is not None and fault.mode == "envelope":
+                return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
+            now = state.clock.now()
+            try:
+                _check_sign(s, request, state.clock.auth_now())
+                start = _time_param(request, "startTime")
+                end = _time_param(request, "endTime")
+                q = request.query_params
+                page_num, page_size = _paging(s, q.get("pageNum"), q.get("pageSize"))
+            except CrmError as exc:
+                return _error(exc)
+            win = Window(s, start, min(end, now_local(s, now)))
+            first = (page_num - 1) * page_size
+            last = min(win.total, first + page_size)
+            items = []
+            for pos in range(first, last):
+                day, i = win.at(pos if s.newest_first else win.total - 1 - pos)
+                rec = make_call(s, day, i)
+                items.append(_drift(s, rec) if fault is not None else rec)
+            return json_response(envelope(_page_data(items, page_num, page_size, win.total + s.total_skew)))
+
+        return await serve(state, VENDOR, "/v1/callLogs", request, handle)
+
+    async def call_log_view(request: Request) -> Response:
+        async def handle(request: Request, fault: Fault | None) -> Response:
+            if fault is not None and fault.mode == "envelope":
+                return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
+            now = state.clock.now()
+            try:
+                _check_sign(s, request, state.clock.auth_now())
+                raw = request.query_params.get("callId")
+                if not raw:
+                    raise CrmError(CODE_BAD_PARAM, "参数错误: callId不能为空")
+            except CrmError as exc:
+                return _error(exc)
+            found = decode_call_id(s.seed, raw)
+            data: list[dict] = []
+            if found is not None:
+                day, i = found
+                if i < s.volume:
+                    d_now, sec_now = _day_sec(now_local(s, now))
+                    if (day, _offset(i, s.volume)) <= (d_now, sec_now):
+                        rec = make_call(s, day, i, detail=True)
+                        data.append(_drift(s, rec) if fault is not None else rec)
+            return json_response(envelope(data))
+
+        return await serve(state, VENDOR, "/v1/callLogs/view", request, handle)
+
+    async def hangup_reasons(request: Request) -> Response:
+        async def handle(request: Request, fault: Fault | None) -> Response:
+            if fault is not None and fault.mode == "envelope":
+                return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
+            try:
+                _check_sign(s, request, state.clock.auth_now())
+            except CrmError as exc:
+                return _error(exc)
+            if fault is not None:  # drift: ids as strings
+                data = [{"id": str(rid), "name": name} for rid, name in HANGUP_REASONS]
+            else:
+                data = [{"id": rid, "name": name} for rid, name in HANGUP_REASONS]
+            n = len(HANGUP_REASONS)
+            return json_response(
+                {
+                    "code": CODE_OK,
+                    "message": "OK",
+                    "visible": False,
+                    "exception": None,
+                    "paging": {"pageNum": 1, "pageSize": n, "total": n},
+                    "data": data,
+                    "extra": None,
+                }
+            )
+
+        return await serve(state, VENDOR, "/v1/hangupReasons", request, handle)
+
+    async def search(request: Request) -> Response:
+        async def handle(request: Request, fault: Fault | None) -> Response:
+            if fault is not None and fault.mode == "envelope":
+                return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
+            now = state.clock.now()
+            try:
+                _check_sign(s, request, state.clock.auth_now())
+                try:
+                    body = json.loads(await request.body() or b"{}")
+                except ValueError:
+                    raise CrmError(CODE_BAD_PARAM, "参数错误: 请求体不是合法的JSON") from None
+                if not isinstance(body, dict):
+                    raise CrmError(CODE_BAD_PARAM, "参数错误: 请求体应为JSON对象")
+                if body.get("masterUserId") in (None, ""):
+                    raise CrmError(CODE_BAD_PARAM, "参数错误: masterUserId不能为空")
+                agent = _int_param("masterUserId", body.get("masterUserId"), 0)
+                page_num, page_size = _paging(s, body.get("pageNum"), body.get("pageSize"))
+            except CrmError as exc:
+                return _error(exc)
+            items: list[dict] = []
+            total = 0
+            if agent in s.agent_ids:
+                end = now_local(s, now)
+                total, calls = _agent_calls(
+                    s, agent, end - timedelta(days=s.search_days), end, (page_num - 1) * page_size, page_size
+                )
+                for day, i in calls:
+                    rec = make_call(s, day, i, detail=True, ivr=True)
+                    items.append(_drift(s, rec) if fault is not None else rec)
+            return json_response(envelope(_page_data(items, page_num, page_size, total + s.total_skew)))
+
+        return await serve(state, VENDOR, "/v1/callLogs/search", request, handle)
+
+    return Starlette(
+        routes=[
+            Route("/v1/callLogs", call_logs, methods=["GET"]),
+            Route("/v1/callLogs/view", call_log_view, methods=["GET"]),
+            Route("/v1/hangupReasons", hangup_reasons, methods=["GET"]),
+            Route("/v1/callLogs/search", search, methods=["POST"]),
+        ]
+    )
+
+
+def _agent_calls(
+    s: Settings, agent: int, start: datetime, end: datetime, offset: int, limit: int
+) -> tuple[int, list[tuple[int, int]]]:
+    """An agent's calls in ``[start, end]``, newest first: (total, the page's (day, index))."""
+    n = len(s.agent_ids)
+    pos_of_agent = s.agent_ids.index(agent)
+    d_s, sec_s = _day_sec(max(start, datetime(1970, 1, 1)))
+    d_e, sec_e = _day_sec(end)
+    total = 0
+    out: list[tuple[int, int]] = []
+    for day in range(d_e, d_s - 1, -1):  # at most search_days + 1 days
+        lo = _first_index_at_or_after(sec_s, s.volume) if day == d_s else 0
+        hi = _last_index_at_or_before(sec_e, s.volume) if day == d_e else s.volume - 1
+        lo, hi = max(lo, 0), min(hi, s.volume - 1)
+        if hi < lo:
+            continue
+        r = _agent_perm(s.seed, n, day).index(pos_of_agent)  # this agent's residue mod n
+        top = hi - ((hi - r) % n)  # largest i <= hi with i % n == r
+        count = 0 if top < lo else (top - lo) // n + 1
+        # positions [total, total + count) of the overall newest-first list are this day's
+        want_from, want_to = max(offset, total), min(offset + limit, total + count)
+        for pos in range(want_from, want_to):
+            out.append((day, top - (pos - total) * n))
+        total += count
+    return total, out

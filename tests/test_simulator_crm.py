@@ -1,0 +1,584 @@
+"""The Udesk CCPS CRM simulator (seed 002) answers like the vendor's documents and samples."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from starlette.testclient import TestClient
+
+from simulator import crm
+from simulator.common import Fault, SimState
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = int(datetime(2026, 11, 20, 12, 0, 0, tzinfo=TZ).timestamp())
+DAY = date(2026, 11, 19).toordinal() - date(1970, 1, 1).toordinal()  # a full day before NOW
+TODAY = DAY + 1
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class Crm:
+    """A simulator instance, its clock frozen at NOW, and a signed client."""
+
+    def __init__(self, **settings: object) -> None:
+        self.settings = crm.Settings(**settings)
+        self.state = SimState()
+        self.state.clock.set(now=NOW)
+        self.client = TestClient(crm.build_app(self.settings, self.state))
+
+    def auth(self, ts: int | None = None, email: str | None = None, secret: str | None = None) -> dict:
+        ts = NOW if ts is None else ts
+        email = self.settings.email if email is None else email
+        secret = self.settings.secret_key if secret is None else secret
+        return {"email": email, "timestamp": str(ts), "sign": crm.sign(email, secret, ts)}
+
+    def logs(self, start: str, end: str, **params: object) -> dict:
+        r = self.client.get(
+            "/v1/callLogs", params={**self.auth(), "startTime": start, "endTime": end, **params}
+        )
+        assert r.status_code == 200
+        return r.json()
+
+    def view(self, call_id: str) -> dict:
+        r = self.client.get("/v1/callLogs/view", params={**self.auth(), "callId": call_id})
+        assert r.status_code == 200
+        return r.json()
+
+    def reasons(self) -> dict:
+        r = self.client.get("/v1/hangupReasons", params=self.auth())
+        assert r.status_code == 200
+        return r.json()
+
+    def search(self, body: dict) -> dict:
+        r = self.client.post("/v1/callLogs/search", params=self.auth(), json=body)
+        assert r.status_code == 200
+        return r.json()
+
+    def all_logs(self, start: str, end: str, page_size: int = 100) -> list[dict]:
+        out: list[dict] = []
+        page = 1
+        while True:
+            body = self.logs(start, end, pageNum=page, pageSize=page_size)
+            assert body["code"] == 200, body
+            out += body["data"]["list"]
+            if len(body["data"]["list"]) < page_size:
+                return out
+            page += 1
+
+
+def day_str(day: int) -> str:
+    return date.fromordinal(date(1970, 1, 1).toordinal() + day).isoformat()
+
+
+def brute_force_times(day: int, volume: int) -> list[str]:
+    """createTime of every call of a day, computed the slow way (independent of the window math)."""
+    start = datetime.fromisoformat(day_str(day))
+    return [
+        (start + timedelta(seconds=(i * 86400) // volume)).strftime("%Y-%m-%d %H:%M:%S")
+        for i in range(volume)
+    ]
+
+
+@pytest.fixture
+def sim() -> Crm:
+    return Crm()
+
+
+# ---- signing --------------------------------------------------------------------------------
+
+
+def test_sign_is_sha1_of_email_secret_timestamp() -> None:
+    assert crm.sign("1@test.cn", "k", 1542192293) == hashlib.sha1(b"1@test.cn&k&1542192293").hexdigest()
+
+
+def test_valid_signature_gets_the_success_envelope(sim: Crm) -> None:
+    body = sim.reasons()
+    assert body["code"] == 200 and isinstance(body["code"], int)
+    assert body["message"] == "OK"
+    assert body["visible"] is False
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["/v1/callLogs", "/v1/callLogs/view", "/v1/hangupReasons", "/v1/callLogs/search"],
+)
+def test_every_endpoint_rejects_a_wrong_sign_with_an_http_200_envelope(sim: Crm, endpoint: str) -> None:
+    params = {
+        **sim.auth(secret="not-the-secret"),
+        "startTime": "2026-11-19 00:00:00",
+        "endTime": "2026-11-19 23:59:59",
+        "callId": "x",
+    }
+    if endpoint.endswith("search"):
+        r = sim.client.post(endpoint, params=params, json={"masterUserId": 1001})
+    else:
+        r = sim.client.get(endpoint, params=params)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["code"] == crm.CODE_SIGN and isinstance(body["code"], int)
+    assert body["data"] is None
+    assert "签名" in body["message"]
+
+
+def test_wrong_email_missing_params_and_uppercase_sign_are_rejected(sim: Crm) -> None:
+    # signed correctly for another email: the email is not ours
+    r = sim.client.get("/v1/hangupReasons", params=sim.auth(email="other@example.com"))
+    assert r.json()["code"] == crm.CODE_SIGN
+    good = sim.auth()
+    for missing in ("email", "timestamp", "sign"):
+        params = {k: v for k, v in good.items() if k != missing}
+        assert sim.client.get("/v1/hangupReasons", params=params).json()["code"] == crm.CODE_SIGN
+    upper = {**good, "sign": good["sign"].upper()}
+    assert sim.client.get("/v1/hangupReasons", params=upper).json()["code"] == crm.CODE_SIGN
+    bad_ts = {**good, "timestamp": "yesterday"}
+    assert sim.client.get("/v1/hangupReasons", params=bad_ts).json()["code"] == crm.CODE_SIGN
+
+
+@pytest.mark.parametrize(
+    "skew,code", [(-301, crm.CODE_SIGN_EXPIRED), (301, crm.CODE_SIGN_EXPIRED), (-300, 200), (299, 200)]
+)
+def test_timestamp_must_be_within_the_ttl_of_the_clock(sim: Crm, skew: int, code: int) -> None:
+    body = sim.client.get("/v1/hangupReasons", params=sim.auth(ts=NOW + skew)).json()
+    assert body["code"] == code
+    if code != 200:
+        assert "过期" in body["message"] and body["data"] is None
+
+
+def test_milliseconds_timestamp_is_expired(sim: Crm) -> None:
+    body = sim.client.get("/v1/hangupReasons", params=sim.auth(ts=NOW * 1000)).json()
+    assert body["code"] == crm.CODE_SIGN_EXPIRED
+
+
+def test_credentials_and_ttl_come_from_settings() -> None:
+    s = Crm(email="ops@corp.example", secret_key="s3", sign_ttl_s=10)
+    assert s.reasons()["code"] == 200
+    assert (
+        s.client.get("/v1/hangupReasons", params=s.auth(ts=NOW - 11)).json()["code"] == crm.CODE_SIGN_EXPIRED
+    )
+    default = crm.Settings()
+    assert (default.email, default.secret_key, default.sign_ttl_s) == (
+        "sim@example.com",
+        "sim-crm-secret",
+        300,
+    )
+
+
+# ---- /v1/callLogs ---------------------------------------------------------------------------
+
+
+def test_a_full_day_has_volume_calls_newest_first_without_gaps(sim: Crm) -> None:
+    d = day_str(DAY)
+    calls = sim.all_logs(f"{d} 00:00:00", f"{d} 23:59:59")
+    assert len(calls) == 500
+    assert sim.logs(f"{d} 00:00:00", f"{d} 23:59:59")["data"]["total"] == 500
+    ids = [c["id"] for c in calls]
+    assert ids == sorted(ids, reverse=True)
+    assert set(ids) == {DAY * 10_000_000 + i for i in range(500)}
+    assert [c["createTime"] for c in reversed(calls)] == brute_force_times(DAY, 500)
+    assert len({c["callId"] for c in calls}) == 500
+
+
+def test_page_shape_and_default_page_size(sim: Crm) -> None:
+    d = day_str(DAY)
+    body = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59")
+    data = body["data"]
+    assert set(data) == {"list", "pageNum", "pageSize", "total", "paging"}
+    assert (data["pageNum"], data["pageSize"], data["paging"]) == (1, 20, None)
+    assert len(data["list"]) == 20
+    last = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageNum=25)["data"]
+    assert len(last["list"]) == 20 and last["list"][-1]["id"] == DAY * 10_000_000
+    beyond = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageNum=26)["data"]
+    assert beyond["list"] == [] and beyond["total"] == 500
+
+
+def test_page_size_above_100_is_an_error_not_a_clamp(sim: Crm) -> None:
+    d = day_str(DAY)
+    assert len(sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=100)["data"]["list"]) == 100
+    body = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=101)
+    assert body["code"] != 200 and isinstance(body["code"], int) and 400 <= body["code"] < 500
+    assert "pageSize" in body["message"]
+    assert body["data"] is None and body["visible"] is False
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"pageSize": 0}, "pageSize"),
+        ({"pageNum": 0}, "pageNum"),
+        ({"pageNum": "x"}, "pageNum"),
+        ({"startTime": "2026-11-19T00:00:00"}, "startTime"),
+        ({"endTime": ""}, "endTime"),
+    ],
+)
+def test_bad_parameters_answer_an_error_envelope_naming_them(sim: Crm, params: dict, name: str) -> None:
+    base = {"startTime": "2026-11-19 00:00:00", "endTime": "2026-11-19 23:59:59", **params}
+    start, end = base.pop("startTime"), base.pop("endTime")
+    body = sim.logs(start, end, **base)
+    assert body["code"] == crm.CODE_BAD_PARAM and name in body["message"] and body["data"] is None
+
+
+def test_window_is_inclusive_at_both_ends(sim: Crm) -> None:
+    times = brute_force_times(DAY, 500)
+    t = times[123]
+    one = sim.logs(t, t)["data"]
+    assert one["total"] == 1 and one["list"][0]["createTime"] == t
+    assert one["list"][0]["id"] == DAY * 10_000_000 + 123
+    # between two calls: nothing
+    between = (datetime.fromisoformat(t) + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert sim.logs(between, between)["data"]["total"] == 0
+    # an arbitrary window agrees with a brute-force count
+    start, end = "2026-11-19 07:13:05", "2026-11-19 19:02:58"
+    expected = [x for x in times if start <= x <= end]
+    calls = sim.all_logs(start, end)
+    assert len(calls) == len(expected) == sim.logs(start, end)["data"]["total"]
+    assert sorted(c["createTime"] for c in calls) == expected
+
+
+def test_windows_spanning_days_page_across_day_boundaries(sim: Crm) -> None:
+    start, end = "2026-11-16 22:00:00", "2026-11-19 01:30:00"
+    expected = [
+        t for day in range(DAY - 3, DAY + 1) for t in brute_force_times(day, 500) if start <= t <= end
+    ]
+    body = sim.logs(start, end)
+    assert body["data"]["total"] == len(expected)
+    calls = sim.all_logs(start, end, page_size=37)
+    assert [c["createTime"] for c in reversed(calls)] == expected
+    assert len({c["id"] for c in calls}) == len(expected)
+    assert sim.logs(end, start)["data"]["total"] == 0  # reversed window: empty
+
+
+def test_only_calls_up_to_the_clock_exist(sim: Crm) -> None:
+    today = day_str(TODAY)
+    expected = [t for t in brute_force_times(TODAY, 500) if t <= f"{today} 12:00:00"]
+    body = sim.logs(f"{today} 00:00:00", f"{today} 23:59:59", pageSize=5)
+    assert body["data"]["total"] == len(expected) < 500
+    assert body["data"]["list"][0]["createTime"] == expected[-1]
+    # moving the clock makes more calls appear
+    sim.state.clock.set(now=NOW + 3600)
+    later = sim.client.get(
+        "/v1/callLogs",
+        params={**sim.auth(ts=NOW + 3600), "startTime": f"{today} 00:00:00", "endTime": f"{today} 23:59:59"},
+    ).json()
+    assert later["data"]["total"] > len(expected)
+    sim.state.clock.set(now=NOW)
+    future = sim.logs(f"{day_str(TODAY + 1)} 00:00:00", f"{day_str(TODAY + 1)} 23:59:59")
+    assert future["data"] == {"list": [], "pageNum": 1, "pageSize": 20, "total": 0, "paging": None}
+
+
+def test_huge_volume_and_long_window_are_arithmetic() -> None:
+    sim = Crm(volume=5_000_000)
+    body = sim.logs("2024-01-01 00:00:00", "2026-11-19 23:59:59", pageNum=3, pageSize=100)
+    days = DAY - (date(2024, 1, 1).toordinal() - date(1970, 1, 1).toordinal()) + 1
+    assert body["data"]["total"] == days * 5_000_000
+    ids = [c["id"] for c in body["data"]["list"]]
+    assert ids == [DAY * 10_000_000 + 5_000_000 - 1 - k for k in range(200, 300)]
+    oldest_page = body["data"]["total"] // 100
+    oldest = sim.logs("2024-01-01 00:00:00", "2026-11-19 23:59:59", pageNum=oldest_page, pageSize=100)
+    assert oldest["data"]["list"][-1]["createTime"] == "2024-01-01 00:00:00"
+
+
+def test_record_fields_have_the_samples_types_and_quirks(sim: Crm) -> None:
+    calls = sim.all_logs(f"{day_str(DAY - 2)} 00:00:00", f"{day_str(DAY)} 23:59:59")
+    assert len(calls) == 1500
+    keys = {
+        "id",
+        "createTime",
+        "customerNumber",
+        "province",
+        "city",
+        "agentName",
+        "duration",
+        "result",
+        "ringingDuration",
+        "spNumber",
+        "callType",
+        "seatType",
+        "dropSide",
+        "hangupCauseId",
+        "callId",
+        "customerName",
+        "businessId",
+        "businessLogType",
+        "conversationId",
+    }
+    seen: dict[str, set] = {}
+    for c in calls:
+        assert set(c) == keys
+        assert isinstance(c["id"], int)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", c["createTime"])
+        assert isinstance(c["spNumber"], str) and c["spNumber"].startswith("0")
+        assert UUID_RE.match(c["callId"])
+        assert isinstance(c["customerNumber"], str) and re.fullmatch(r"1[3-9]\d{9}", c["customerNumber"])
+        assert c["result"] in range(1, 6) and c["callType"] in range(1, 4)
+        assert isinstance(c["ringingDuration"], int) and isinstance(c["duration"], int)
+        assert c["seatType"] in (None, 1, 2) and c["dropSide"] in (None, 1, 2)
+        assert c["businessLogType"] in (None, 1, 2, 3, 4)
+        assert c["hangupCauseId"] is None or c["hangupCauseId"] in range(1, 19) or c["hangupCauseId"] == 99
+        assert c["province"] is None or isinstance(c["province"], int)
+        assert c["city"] is None or isinstance(c["city"], int)
+        assert c["businessId"] is None or isinstance(c["businessId"], int)
+        assert c["customerName"] is None or isinstance(c["customerName"], str)
+        assert c["agentName"] is None or isinstance(c["agentName"], str)
+        conv = c["conversationId"]
+        assert UUID_RE.match(conv) or (conv.isdigit() and len(conv) <= 8)
+        for k, v in c.items():
+            seen.setdefault(k, set()).add(
+                "uuid"
+                if k == "conversationId" and UUID_RE.match(v)
+                else v
+                if k == "hangupCauseId"
+                else type(v)
+            )
+    # every nullable field shows both faces, and the out-of-enum hangup cause appears
+    for k in (
+        "province",
+        "city",
+        "agentName",
+        "seatType",
+        "dropSide",
+        "customerName",
+        "businessId",
+        "businessLogType",
+    ):
+        assert type(None) in seen[k] and len(seen[k]) == 2, k
+    assert 99 in seen["hangupCauseId"] and None in seen["hangupCauseId"]
+    assert {"uuid", str} <= seen["conversationId"]
+    assert {c["result"] for c in calls} == {1, 2, 3, 4, 5}
+    assert {c["callType"] for c in calls} == {1, 2, 3}
+    assert len({c["spNumber"] for c in calls}) > 1
+
+
+def test_data_is_deterministic_per_seed() -> None:
+    a, b, other = Crm(), Crm(), Crm(seed=8)
+    window = (f"{day_str(DAY)} 08:00:00", f"{day_str(DAY)} 09:00:00")
+    assert a.logs(*window) == b.logs(*window)
+    pa, po = a.logs(*window)["data"]["list"], other.logs(*window)["data"]["list"]
+    assert [c["id"] for c in pa] == [c["id"] for c in po]  # ids depend on day and index only
+    assert {c["callId"] for c in pa}.isdisjoint({c["callId"] for c in po})
+
+
+def test_total_skew_setting_makes_total_disagree() -> None:
+    d = day_str(DAY)
+    assert Crm(total_skew=3).logs(f"{d} 00:00:00", f"{d} 23:59:59")["data"]["total"] == 503
+    assert Crm().logs(f"{d} 00:00:00", f"{d} 23:59:59")["data"]["total"] == 500
+
+
+def test_max_page_size_setting() -> None:
+    sim = Crm(max_page_size=50)
+    d = day_str(DAY)
+    assert "pageSize" in sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=51)["message"]
+    assert len(sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=50)["data"]["list"]) == 50
+
+
+# ---- /v1/callLogs/view ----------------------------------------------------------------------
+
+
+def test_view_returns_the_call_with_its_recordings(sim: Crm) -> None:
+    calls = sim.all_logs(f"{day_str(DAY)} 00:00:00", f"{day_str(DAY)} 23:59:59")
+    counts = set()
+    for call in calls[:120]:
+        body = sim.view(call["callId"])
+        assert body["code"] == 200
+        assert isinstance(body["data"], list) and len(body["data"]) == 1
+        rec = body["data"][0]
+        assert {k: rec[k] for k in call} == call
+        assert "ivrDuration" not in rec
+        recs = rec["callLogRecordFoundResponseList"]
+        assert recs is None or isinstance(recs, list)
+        recs = recs or []
+        counts.add(len(recs))
+        assert 0 <= len(recs) <= 3
+        urls = [r["recordUrl"] for r in recs]
+        assert len(set(urls)) == len(urls) and all(isinstance(u, str) and u for u in urls)
+        if recs:
+            assert rec["channelUserType"] in (1, 2, 4)
+            assert call["duration"] > 0
+        assert sim.view(call["callId"]) == body  # deterministic
+    assert counts == {0, 1, 2, 3}
+
+
+def test_view_of_an_unknown_or_future_call_is_empty(sim: Crm) -> None:
+    for bogus in ("123", "3ec56e1b-155a-4677-703f-8bb0a4a91e13", crm.call_id(8, DAY, 5)):
+        body = sim.view(bogus)
+        assert body["code"] == 200 and body["data"] == []
+    future = crm.call_id(sim.settings.seed, TODAY, 499)  # 23:57 today, after the clock
+    assert sim.view(future)["data"] == []
+    beyond_volume = crm.call_id(sim.settings.seed, DAY, 500)
+    assert sim.view(beyond_volume)["data"] == []
+    assert sim.view(crm.call_id(sim.settings.seed, DAY, 499))["data"][0]["id"] == DAY * 10_000_000 + 499
+    missing = sim.client.get("/v1/callLogs/view", params=sim.auth()).json()
+    assert missing["code"] == crm.CODE_BAD_PARAM and "callId" in missing["message"]
+
+
+def test_call_id_round_trips() -> None:
+    for day, i in [(0, 0), (DAY, 499), (40_000, 9_999_999)]:
+        cid = crm.call_id(3, day, i)
+        assert UUID_RE.match(cid)
+        assert crm.decode_call_id(3, cid) == (day, i)
+        assert crm.decode_call_id(4, cid) is None
+        assert crm.decode_call_id(3, cid.upper()) == (day, i)
+
+
+# ---- /v1/hangupReasons ----------------------------------------------------------------------
+
+
+def test_hangup_reasons_are_the_seeds_eighteen(sim: Crm) -> None:
+    body = sim.reasons()
+    assert body["paging"] == {"pageNum": 1, "pageSize": 18, "total": 18}
+    assert body["exception"] is None and body["extra"] is None
+    data = body["data"]
+    assert [r["id"] for r in data] == list(range(1, 19))
+    names = {r["id"]: r["name"] for r in data}
+    assert names[7] == "暂停服务\t" and names[16] == "改号\t"
+    assert [n for n in names.values() if n.endswith("\t")] == ["暂停服务\t", "改号\t"]
+    assert names[1] == "关机" and names[13] == "无人接听" and names[18] == "稍后再拨"
+
+
+# ---- /v1/callLogs/search --------------------------------------------------------------------
+
+
+def brute_force_agent_calls(s: crm.Settings, agent: int) -> list[tuple[int, int]]:
+    now = datetime.fromtimestamp(NOW, TZ).replace(tzinfo=None)
+    start = now - timedelta(days=s.search_days)
+    out = []
+    for day in range(TODAY - 8, TODAY + 1):
+        for i, t in enumerate(brute_force_times(day, s.volume)):
+            if start <= datetime.fromisoformat(t) <= now and crm.agent_of(s, day, i) == agent:
+                out.append((day, i))
+    return sorted(out, reverse=True)
+
+
+def test_search_returns_an_agents_last_seven_days_newest_first(sim: Crm) -> None:
+    agent = 1003
+    expected = brute_force_agent_calls(sim.settings, agent)
+    body = sim.search({"masterUserId": agent})
+    assert body["code"] == 200
+    data = body["data"]
+    assert set(data) >= {"list", "pageNum", "pageSize", "total"}
+    assert (data["pageNum"], data["pageSize"], data["total"]) == (1, 20, len(expected))
+    got: list[dict] = []
+    page = 1
+    while True:
+        chunk = sim.search({"masterUserId": agent, "pageNum": page, "pageSize": 100})["data"]["list"]
+        got += chunk
+        if len(chunk) < 100:
+            break
+        page += 1
+    assert [c["id"] for c in got] == [d * 10_000_000 + i for d, i in expected]
+    name = crm.agent_display_name(sim.settings, agent)
+    assert {c["agentName"] for c in got} == {name, None}
+    for c in got:
+        assert "ivrDuration" in c and (c["ivrDuration"] is None or isinstance(c["ivrDuration"], int))
+        assert "channelUserType" in c and "callLogRecordFoundResponseList" in c
+        assert isinstance(c["spNumber"], str)
+    assert {type(c["ivrDuration"]) for c in got} == {int, type(None)}
+    # the same call as in /view
+    first = got[0]
+    viewed = sim.view(first["callId"])["data"][0]
+    assert viewed == {k: v for k, v in first.items() if k != "ivrDuration"}
+
+
+def test_search_agents_partition_the_calls(sim: Crm) -> None:
+    totals = [sim.search({"masterUserId": a})["data"]["total"] for a in sim.settings.agent_ids]
+    assert sum(totals) == sum(
+        1
+        for day in range(TODAY - 8, TODAY + 1)
+        for t in brute_force_times(day, 500)
+        if "2026-11-13 12:00:00" <= t <= "2026-11-20 12:00:00"
+    )
+
+
+def test_search_unknown_agent_and_bad_bodies(sim: Crm) -> None:
+    empty = sim.search({"masterUserId": 1})["data"]
+    assert empty["list"] == [] and empty["total"] == 0
+    assert sim.search({"masterUserId": "1002"})["data"]["total"] > 0  # numeric string accepted
+    assert sim.search({})["code"] == crm.CODE_BAD_PARAM
+    too_big = sim.search({"masterUserId": 1002, "pageSize": 101})
+    assert too_big["code"] == crm.CODE_BAD_PARAM and "pageSize" in too_big["message"]
+    r = sim.client.post("/v1/callLogs/search", params=sim.auth(), content=b"{not json")
+    assert r.status_code == 200 and r.json()["code"] == crm.CODE_BAD_PARAM
+    assert sim.client.get("/v1/callLogs/search", params=sim.auth()).status_code == 405
+
+
+# ---- faults ---------------------------------------------------------------------------------
+
+
+def test_envelope_fault_answers_system_busy(sim: Crm) -> None:
+    sim.state.faults.arm("/v1/callLogs", Fault(mode="envelope", times=1))
+    d = day_str(DAY)
+    r = sim.client.get(
+        "/v1/callLogs", params={**sim.auth(), "startTime": f"{d} 00:00:00", "endTime": f"{d} 23:59:59"}
+    )
+    assert r.status_code == 200
+    assert r.json() == {"code": 500, "message": "系统繁忙", "visible": False, "data": None}
+    assert sim.logs(f"{d} 00:00:00", f"{d} 23:59:59")["code"] == 200  # used up
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/callLogs/view", "/v1/hangupReasons", "/v1/callLogs/search"])
+def test_envelope_fault_on_other_endpoints(sim: Crm, endpoint: str) -> None:
+    sim.state.faults.arm(endpoint, Fault(mode="envelope"))
+    if endpoint.endswith("search"):
+        body = sim.search({"masterUserId": 1001})
+    elif endpoint.endswith("view"):
+        body = sim.view(crm.call_id(7, DAY, 1))
+    else:
+        body = sim.reasons()
+    assert body["code"] == 500 and body["data"] is None
+
+
+def test_drift_fault_retypes_create_time_and_sp_number(sim: Crm) -> None:
+    d = day_str(DAY)
+    normal = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=5)["data"]["list"]
+    sim.state.faults.arm("/v1/callLogs", Fault(mode="drift", times=1))
+    drifted = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=5)["data"]["list"]
+    for n, dr in zip(normal, drifted, strict=True):
+        local = datetime.strptime(n["createTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=TZ)
+        assert dr["createTime"] == int(local.timestamp()) * 1000
+        assert isinstance(dr["spNumber"], int) and dr["spNumber"] == int(n["spNumber"])
+        assert str(dr["spNumber"]) != n["spNumber"]  # the leading zero is lost
+        assert dr["id"] == n["id"]
+    assert sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=5)["data"]["list"] == normal
+
+
+def test_drift_fault_on_search_view_and_reasons(sim: Crm) -> None:
+    sim.state.faults.arm("/v1/callLogs/search", Fault(mode="drift"))
+    assert all(isinstance(c["createTime"], int) for c in sim.search({"masterUserId": 1001})["data"]["list"])
+    sim.state.faults.arm("/v1/callLogs/view", Fault(mode="drift"))
+    assert isinstance(sim.view(crm.call_id(7, DAY, 1))["data"][0]["spNumber"], int)
+    sim.state.faults.arm("/v1/hangupReasons", Fault(mode="drift"))
+    assert sim.reasons()["data"][0]["id"] == "1"
+
+
+def test_generic_faults_and_request_counts(sim: Crm) -> None:
+    sim.state.faults.arm("/v1/hangupReasons", Fault(mode="503", times=1))
+    assert sim.client.get("/v1/hangupReasons", params=sim.auth()).status_code == 503
+    assert sim.reasons()["code"] == 200
+    assert sim.state.requests["crm /v1/hangupReasons"] == 2
+
+
+# ---- module contract ------------------------------------------------------------------------
+
+
+def test_env_points_a_client_at_the_simulator() -> None:
+    s = crm.Settings()
+    e = crm.env(s, "http://127.0.0.1:8765/crm")
+    assert e["CRM_BASE_URL"] == "http://127.0.0.1:8765/crm"
+    assert (e["CRM_EMAIL"], e["CRM_SECRET_KEY"], e["CRM_TIMEZONE"]) == (
+        "sim@example.com",
+        "sim-crm-secret",
+        "Asia/Shanghai",
+    )
+    ids = e["CRM_AGENT_IDS"].split(",")
+    assert 2 <= len(ids) <= 3 and all(int(i) in s.agent_ids for i in ids)
+    assert s.agent_ids == tuple(range(1001, 1011)) and s.volume == 500 and s.max_page_size == 100
+
+
+def test_other_timezone_moves_the_window_edges() -> None:
+    sim = Crm(timezone="UTC")
+    # NOW is 04:00 UTC on 2026-11-20: calls up to 04:00 exist
+    today = day_str(TODAY)
+    expected = [t for t in brute_force_times(TODAY, 500) if t <= f"{today} 04:00:00"]
+    assert sim.logs(f"{today} 00:00:00", f"{today} 23:59:59")["data"]["total"] == len(expected)
