@@ -14,6 +14,12 @@ from pipelines.sources.crm.client import CrmResource
 from pipelines.warehouse import WarehouseResource
 
 
+def rate(source: str, default: float) -> float:
+    """``<SOURCE>_RATE_PER_S`` overrides a client's request-rate limit (not a secret)."""
+    value = os.environ.get(f"{source.upper()}_RATE_PER_S")
+    return float(value) if value else default
+
+
 def build_resources() -> dict[str, object]:
     return {
         "warehouse": WarehouseResource(
@@ -24,5 +30,6 @@ def build_resources() -> dict[str, object]:
             email=EnvVar("CRM_EMAIL"),
             secret_key=EnvVar("CRM_SECRET_KEY"),
             agent_ids=os.environ.get("CRM_AGENT_IDS", ""),
+            rate_per_s=rate("crm", 20.0),
         ),
     }
