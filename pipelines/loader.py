@@ -46,6 +46,10 @@ class CoreTarget:
     select_sql: str
     time_column: str | None = None  # the column the window filters on (facts)
     on_missing: Literal["delete", "mark_gone", "keep"] = "delete"
+    # An extra SQL condition (over the table's columns, with the load's named parameters)
+    # limiting what ``finish`` may remove or mark gone, when one table is loaded in several
+    # scopes: e.g. ``vdn_id = %(vdn_id)s`` so one VDN's pull never prunes another's rows.
+    scope_sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,8 @@ class PartitionLoad:
         scope = sql.SQL("TRUE")
         if target.time_column is not None:
             scope = sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(target.time_column))
+        if target.scope_sql is not None:
+            scope = sql.SQL("{} AND ({})").format(scope, sql.SQL(target.scope_sql))
         if target.on_missing == "delete":
             stmt = sql.SQL("DELETE FROM {table} WHERE {scope} AND _loaded_at < %(fetched_at)s")
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetsDefinition, DagsterInstance, ExecuteInJobResult, materialize
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
 from pipelines.resources import build_resources
 
@@ -15,7 +15,7 @@ def run(
     partition_key: str | None = None,
     raise_on_error: bool = True,
     instance: DagsterInstance | None = None,
-) -> ExecuteInJobResult:
+) -> ExecuteInProcessResult:
     return materialize(
         list(assets),
         partition_key=partition_key,
@@ -25,7 +25,7 @@ def run(
     )
 
 
-def metadata(result: ExecuteInJobResult, table: str) -> dict[str, Any]:
+def metadata(result: ExecuteInProcessResult, table: str) -> dict[str, Any]:
     """The materialization metadata of one asset (``core/fact_crm_call``)."""
     for event in result.get_asset_materialization_events():
         if event.asset_key.to_user_string() == table:
@@ -33,5 +33,5 @@ def metadata(result: ExecuteInJobResult, table: str) -> dict[str, Any]:
     raise KeyError(table)
 
 
-def checks(result: ExecuteInJobResult) -> dict[str, bool]:
+def checks(result: ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

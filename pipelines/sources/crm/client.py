@@ -202,6 +202,7 @@ class CrmResource(ConfigurableResource):
     page_size: int = Field(default=MAX_PAGE_SIZE, description="pageSize, at most 100")
     timeout_s: float = Field(default=30.0)
     max_retries: int = Field(default=5)
+    backoff_base_s: float = Field(default=0.5, description="First retry waits up to this, doubling each time")
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> CrmClient:
         http = HttpClient(
@@ -210,6 +211,7 @@ class CrmResource(ConfigurableResource):
             auth=CrmSignAuth(self.email, self.secret_key),
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
             rate_per_s=self.rate_per_s or None,
             burst=self.concurrency,
             concurrency=self.concurrency,

@@ -1,0 +1,48 @@
+"""The whole Definitions object loads, and keeps the contracts others rely on."""
+
+from dagster import AssetKey, Definitions
+
+from pipelines.definitions import defs
+
+
+def test_definitions_load() -> None:
+    Definitions.validate_loadable(defs)
+
+
+def test_asset_keys_groups_and_pools() -> None:
+    graph = defs.resolve_asset_graph()
+    expected = {
+        "core/fact_crm_call": ("crm", True),
+        "core/fact_crm_call_recording": ("crm", True),
+        "core/dim_crm_hangup_reason": ("crm", False),
+        "core/fact_crm_call_ivr": ("crm", False),
+    }
+    for key, (group, partitioned) in expected.items():
+        node = graph.get(AssetKey.from_user_string(key))
+        assert node.group_name == group
+        assert (node.partitions_def is not None) == partitioned
+        assert node.pools == {group}
+        assert node.freshness_policy is not None
+
+
+def test_partition_keys_are_window_starts_in_the_vendor_zone() -> None:
+    node = defs.resolve_asset_graph().get(AssetKey.from_user_string("core/fact_crm_call"))
+    pdef = node.partitions_def
+    assert pdef.timezone == "Asia/Shanghai"
+    window = pdef.time_window_for_partition_key("2026-11-20")
+    assert window.start.isoformat() == "2026-11-20T00:00:00+08:00"
+    assert window.end.isoformat() == "2026-11-21T00:00:00+08:00"
+
+
+def test_schedules_refresh_the_open_and_previous_partition() -> None:
+    from dagster import build_schedule_context
+
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    repo = defs.get_repository_def()
+    schedule = repo.get_schedule_def("crm_facts_schedule")
+    at = datetime(2026, 11, 22, 9, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
+    context = build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    requests = list(schedule.evaluate_tick(context).run_requests)
+    assert [r.partition_key for r in requests] == ["2026-11-21", "2026-11-22"]
