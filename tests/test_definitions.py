@@ -35,10 +35,10 @@ def test_partition_keys_are_window_starts_in_the_vendor_zone() -> None:
 
 
 def test_schedules_refresh_the_open_and_previous_partition() -> None:
-    from dagster import build_schedule_context
-
     from datetime import datetime
     from zoneinfo import ZoneInfo
+
+    from dagster import build_schedule_context
 
     repo = defs.get_repository_def()
     schedule = repo.get_schedule_def("crm_facts_schedule")
