@@ -3,16 +3,19 @@
 from dagster import Definitions, build_sensor_for_freshness_checks
 
 from pipelines.resources import build_resources
-from pipelines.sources.crm import assets as crm_assets
 from pipelines.sources.crm import jobs as crm_jobs
+from pipelines.sources.isales import jobs as isales_jobs
 
-freshness_checks = [*crm_jobs.FRESHNESS_CHECKS]
+# Each source exports ASSETS, JOBS, SCHEDULES and FRESHNESS_CHECKS from its jobs module.
+SOURCES = [crm_jobs, isales_jobs]
+
+freshness_checks = [check for source in SOURCES for check in source.FRESHNESS_CHECKS]
 
 defs = Definitions(
-    assets=[*crm_assets.ASSETS],
+    assets=[asset for source in SOURCES for asset in source.ASSETS],
     asset_checks=freshness_checks,
-    jobs=[*crm_jobs.JOBS],
-    schedules=[*crm_jobs.SCHEDULES],
+    jobs=[job for source in SOURCES for job in source.JOBS],
+    schedules=[schedule for source in SOURCES for schedule in source.SCHEDULES],
     sensors=[
         build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="freshness_checks_sensor")
     ],

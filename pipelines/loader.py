@@ -170,11 +170,12 @@ class PartitionLoad:
         self._buffered = 0
         await cur.execute("TRUNCATE _stage_records")
         # DISTINCT ON keeps one record per key: offset paging can repeat a record across
-        # pages, and ON CONFLICT cannot touch one row twice in a statement.
+        # pages, and ON CONFLICT cannot touch one row twice in a statement. Keyless records
+        # are told apart by their content, so each distinct one reaches raw.rejects.
         await cur.execute(
             sql.SQL(
                 "INSERT INTO _stage_records (record_key, rec) "
-                "SELECT DISTINCT ON (k) k, rec FROM ("
+                "SELECT DISTINCT ON (k, CASE WHEN k IS NULL THEN rec END) k, rec FROM ("
                 " SELECT ({key}) AS k, e.rec FROM _stage_pages p,"
                 " jsonb_array_elements(COALESCE(p.body::jsonb #> %(records_path)s::text[], '[]'::jsonb)) AS e(rec)"
                 ") x"

@@ -10,7 +10,9 @@ import os
 
 from dagster import EnvVar
 
+from pipelines import settings
 from pipelines.sources.crm.client import CrmResource
+from pipelines.sources.isales.client import ISalesResource
 from pipelines.warehouse import WarehouseResource
 
 
@@ -31,5 +33,14 @@ def build_resources() -> dict[str, object]:
             secret_key=EnvVar("CRM_SECRET_KEY"),
             agent_ids=os.environ.get("CRM_AGENT_IDS", ""),
             rate_per_s=rate("crm", 20.0),
+        ),
+        "isales": ISalesResource(
+            base_url=EnvVar("ISALES_BASE_URL"),
+            ak=EnvVar("ISALES_AK"),
+            sk=EnvVar("ISALES_SK"),
+            vdn_ids=os.environ.get("ISALES_VDN_IDS", ""),
+            timezone=settings.timezone("isales"),
+            sign_variant=os.environ.get("ISALES_SIGN_VARIANT") or "hex",
+            rate_per_s=rate("isales", 20.0),
         ),
     }

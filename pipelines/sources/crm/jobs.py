@@ -9,7 +9,7 @@ from dagster import (
 
 from pipelines.partitions import crm_daily
 from pipelines.schedules import recent_partitions_schedule
-from pipelines.sources.crm.assets import CALL_KEY, HANGUP_KEY, IVR_KEY, RECORDING_KEY
+from pipelines.sources.crm.assets import ASSETS, CALL_KEY, HANGUP_KEY, IVR_KEY, RECORDING_KEY
 
 crm_facts_job = define_asset_job(
     "crm_facts",
@@ -35,3 +35,5 @@ JOBS = [crm_facts_job, crm_dimensions_job, crm_ivr_job]
 FRESHNESS_CHECKS = build_time_partition_freshness_checks(
     assets=[CALL_KEY, RECORDING_KEY], deadline_cron="0 2 * * *", timezone=crm_daily.timezone
 )
+
+__all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]
