@@ -5,9 +5,10 @@ from dagster import Definitions, build_sensor_for_freshness_checks
 from pipelines.resources import build_resources
 from pipelines.sources.crm import jobs as crm_jobs
 from pipelines.sources.isales import jobs as isales_jobs
+from pipelines.sources.pushlog import jobs as pushlog_jobs
 
 # Each source exports ASSETS, JOBS, SCHEDULES and FRESHNESS_CHECKS from its jobs module.
-SOURCES = [crm_jobs, isales_jobs]
+SOURCES = [crm_jobs, isales_jobs, pushlog_jobs]
 
 freshness_checks = [check for source in SOURCES for check in source.FRESHNESS_CHECKS]
 

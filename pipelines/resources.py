@@ -13,6 +13,7 @@ from dagster import EnvVar
 from pipelines import settings
 from pipelines.sources.crm.client import CrmResource
 from pipelines.sources.isales.client import ISalesResource
+from pipelines.sources.pushlog.client import PushLogResource
 from pipelines.warehouse import WarehouseResource
 
 
@@ -42,5 +43,12 @@ def build_resources() -> dict[str, object]:
             timezone=settings.timezone("isales"),
             sign_variant=os.environ.get("ISALES_SIGN_VARIANT") or "hex",
             rate_per_s=rate("isales", 20.0),
+        ),
+        "pushlog": PushLogResource(
+            base_url=EnvVar("PUSHLOG_BASE_URL"),
+            access_key_id=EnvVar("PUSHLOG_ACCESS_KEY_ID"),
+            access_key_secret=EnvVar("PUSHLOG_ACCESS_KEY_SECRET"),
+            enterprise_id=EnvVar("PUSHLOG_ENTERPRISE_ID"),
+            rate_per_s=rate("pushlog", 20.0),
         ),
     }

@@ -1,0 +1,126 @@
+"""The push-log client against the simulator over real HTTP: V3 signatures the server
+verifies, typed errors, month-bounded sub-windows, Start/Limit paging to the first short page."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from pipelines.http import VendorAuthError
+from pipelines.sources.pushlog.client import PushLogResource, request_times
+from simulator.app import Simulator
+from simulator.server import ThreadedServer
+
+NEW_YORK = ZoneInfo("America/New_York")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """Forwards to the real server and keeps every request's query (as signed and sent)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.queries: list[dict[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.queries.append(dict(request.url.params))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def resource(server: ThreadedServer, **overrides: object) -> PushLogResource:
+    env = server.env()
+    fields = {
+        "base_url": env["PUSHLOG_BASE_URL"],
+        "access_key_id": env["PUSHLOG_ACCESS_KEY_ID"],
+        "access_key_secret": env["PUSHLOG_ACCESS_KEY_SECRET"],
+        "enterprise_id": env["PUSHLOG_ENTERPRISE_ID"],
+        "rate_per_s": 0.0,
+        **overrides,
+    }
+    return PushLogResource(**fields)
+
+
+def pull(res: PushLogResource, start: datetime, end: datetime, tz: ZoneInfo) -> tuple[list, Recorder]:
+    recorder = Recorder()
+
+    async def run() -> list:
+        client = res.client(transport=recorder)
+        async with client.http:
+            return [page async for page in client.pages(start, end, tz)]
+
+    return asyncio.run(run()), recorder
+
+
+def _local(text: str, tz: ZoneInfo) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
+
+
+def test_sub_windows_never_span_a_month_and_limit_is_at_most_500(simulator: Simulator) -> None:
+    tz_name = "America/New_York"
+    settings = simulator.settings["pushlog"]
+    settings.timezone, settings.volume = tz_name, 24
+    with_server = ThreadedServer(simulator).start()
+    try:
+        tz = ZoneInfo(tz_name)
+        # Across a month boundary and a DST change (2026-11-01 has 25 hours in New York).
+        start, end = datetime(2026, 10, 30, 6, tzinfo=tz), datetime(2026, 11, 3, tzinfo=tz)
+        pages, recorder = pull(resource(with_server), start, end, tz)
+    finally:
+        with_server.stop()
+    assert recorder.queries
+    for q in recorder.queries:
+        lo, hi = _local(q["StartTime"], tz), _local(q["EndTime"], tz)
+        assert (lo.year, lo.month) == (hi.year, hi.month), q
+        assert start <= lo <= hi < end, q
+        assert 1 <= int(q["Limit"]) <= 500 and q["EnterpriseId"] == "7122600"
+    # the sub-windows tile the range: 18 deliveries on Oct 30 after 06:00, then 24 a day
+    assert sum(p.records for p in pages) == 18 + 24 * 3
+    assert len({(q["StartTime"], q["EndTime"]) for q in recorder.queries}) == 4
+    with pytest.raises(ValueError, match="spans a calendar month"):
+        request_times(datetime(2026, 10, 31, tzinfo=tz), datetime(2026, 11, 1, 0, 0, 1, tzinfo=tz), tz)
+
+
+@pytest.mark.parametrize("volume", [499, 500, 1234])
+def test_paging_stops_at_the_first_short_page(simulator: Simulator, volume: int) -> None:
+    simulator.settings["pushlog"].volume = volume
+    server = ThreadedServer(simulator).start()
+    try:
+        day = (datetime(2026, 10, 5, tzinfo=SHANGHAI), datetime(2026, 10, 6, tzinfo=SHANGHAI))
+        pages, recorder = pull(resource(server), *day, SHANGHAI)
+        requests = simulator.state.requests["pushlog /"]
+    finally:
+        server.stop()
+    expected = math.ceil(volume / 500) + (volume % 500 == 0)
+    assert requests == len(recorder.queries) == expected
+    assert [q["Start"] for q in recorder.queries] == [str(500 * k) for k in range(expected)]
+    assert {q["Limit"] for q in recorder.queries} == {"500"}
+    assert sum(p.records for p in pages) == volume
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("access_key_secret", "wrong-secret-do-not-print", "SignatureDoesNotMatch"),
+        ("access_key_id", "LTAI-unknown-id", "InvalidAccessKeyId.NotFound"),
+    ],
+)
+def test_rejected_credentials_name_the_variables(
+    sim: ThreadedServer, field: str, value: str, code: str
+) -> None:
+    res = resource(sim, **{field: value})
+    day = (datetime(2026, 10, 5, tzinfo=SHANGHAI), datetime(2026, 10, 6, tzinfo=SHANGHAI))
+    with pytest.raises(VendorAuthError) as err:
+        pull(res, *day, SHANGHAI)
+    text = str(err.value)
+    assert code in text and "PUSHLOG_ACCESS_KEY_ID" in text and "PUSHLOG_ACCESS_KEY_SECRET" in text
+    assert "wrong-secret" not in text and "string to sign" not in text
+    # not retried: a rejected signature fails at once
+    assert sim.sim.state.requests["pushlog /"] == 1
