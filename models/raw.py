@@ -16,6 +16,7 @@ rejects = Table(
     Column("record", JSONB, nullable=False, comment="The record exactly as the vendor sent it."),
     tstz("fetched_at", "When the pull that returned the record started.", nullable=False),
     schema="raw",
-    comment="Records that could not be normalized into core; the latest pull of each partition.",
+    comment="Records that could not be normalized into core, until a later pull types them or a complete pull "
+    "of their window no longer returns them.",
 )
 Index("ix_rejects_table_partition", rejects.c.source_table, rejects.c.partition_key)

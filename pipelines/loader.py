@@ -120,6 +120,7 @@ class PartitionLoad:
             "window_end": window[1],
             "fetched_at": fetched_at,
             "records_path": list(spec.records_path),
+            "reject_tables": [spec.raw_table, *(t.table for t in spec.targets)],
         }
         self.batch_records = batch_records
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
@@ -141,11 +142,6 @@ class PartitionLoad:
         await self.conn.execute(
             "CREATE TEMP TABLE _stage_records (record_key text, rec jsonb) ON COMMIT DROP"
         )
-        for table in (self.spec.raw_table, *(t.table for t in self.spec.targets)):
-            await self.conn.execute(
-                "DELETE FROM raw.rejects WHERE source_table = %s AND partition_key = %s",
-                (table, self.partition_key),
-            )
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -183,6 +179,14 @@ class PartitionLoad:
             self.params,
         )
         await cur.execute("TRUNCATE _stage_pages")
+        # A record fetched again replaces its earlier rejection (it may type now); rejections
+        # of records this pull did not reach stay, so an incremental pull loses none.
+        await cur.execute(
+            "DELETE FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
+            "AND partition_key = %(partition_key)s "
+            "AND record_key IN (SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL)",
+            self.params,
+        )
         await cur.execute(
             "INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at) "
             "SELECT %(raw_table)s, %(partition_key)s, NULL, 'the record has no natural key', rec, %(fetched_at)s "
@@ -262,6 +266,13 @@ class PartitionLoad:
                 ).format(raw=_ident(self.spec.raw_table), scope=raw_scope),
                 {**self.params, "lo": lo, "hi": hi},
             )
+        if complete and whole_window:
+            # Every record of the window was asked for: older rejections are settled.
+            await cur.execute(
+                "DELETE FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
+                "AND partition_key = %(partition_key)s AND fetched_at < %(fetched_at)s",
+                self.params,
+            )
         await cur.execute(
             sql.SQL("SELECT count(*) FROM {raw} WHERE partition_key = %s AND fetched_at = %s").format(
                 raw=_ident(self.spec.raw_table)
@@ -271,8 +282,9 @@ class PartitionLoad:
         row = await cur.fetchone()
         self.result.rows_landed = int(row[0]) if row else 0
         await cur.execute(
-            "SELECT count(*) FROM raw.rejects WHERE source_table = ANY(%s) AND partition_key = %s",
-            ([self.spec.raw_table, *(t.table for t in self.spec.targets)], self.partition_key),
+            "SELECT count(*) FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
+            "AND partition_key = %(partition_key)s",
+            self.params,
         )
         row = await cur.fetchone()
         self.result.rejects = int(row[0]) if row else 0

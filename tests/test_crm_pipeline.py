@@ -278,3 +278,13 @@ def test_unknown_enum_values_are_listed(env, warehouse_url, db) -> None:  # noqa
         outcome = shared.known_enums(conn, "core.fact_crm_call", crm.CALL_ENUMS, "created_at", WINDOW)
     assert outcome.passed is False
     assert outcome.metadata["unknown_values"].value == {"result": {"9": 1}}
+
+
+def test_rejects_are_settled_when_a_later_pull_types_the_records(env, warehouse_url, db, sim) -> None:  # noqa: ANN001
+    httpx.post(f"{sim.url}/_sim/faults", json={"endpoint": "/v1/callLogs", "mode": "drift", "times": 1})
+    run([crm.fact_crm_call], resources(env, warehouse_url))
+    assert db.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] == 100
+    result = run([crm.fact_crm_call], resources(env, warehouse_url))
+    assert checks(result)["no_rejects"] is True
+    assert db.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM core.fact_crm_call").fetchone()[0] == 250

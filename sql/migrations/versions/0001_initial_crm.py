@@ -407,7 +407,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("reject_id", name=op.f("pk_rejects")),
         schema="raw",
-        comment="Records that could not be normalized into core; the latest pull of each partition.",
+        comment="Records that could not be normalized into core, until a later pull types them or a complete pull "
+        "of their window no longer returns them.",
     )
     op.create_index(
         "ix_rejects_table_partition", "rejects", ["source_table", "partition_key"], unique=False, schema="raw"
