@@ -6,9 +6,10 @@ from pipelines.resources import build_resources
 from pipelines.sources.crm import jobs as crm_jobs
 from pipelines.sources.isales import jobs as isales_jobs
 from pipelines.sources.pushlog import jobs as pushlog_jobs
+from pipelines.sources.trtc import jobs as trtc_jobs
 
 # Each source exports ASSETS, JOBS, SCHEDULES and FRESHNESS_CHECKS from its jobs module.
-SOURCES = [crm_jobs, isales_jobs, pushlog_jobs]
+SOURCES = [crm_jobs, isales_jobs, pushlog_jobs, trtc_jobs]
 
 freshness_checks = [check for source in SOURCES for check in source.FRESHNESS_CHECKS]
 

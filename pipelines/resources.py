@@ -14,6 +14,7 @@ from pipelines import settings
 from pipelines.sources.crm.client import CrmResource
 from pipelines.sources.isales.client import ISalesResource
 from pipelines.sources.pushlog.client import PushLogResource
+from pipelines.sources.trtc.client import TrtcResource
 from pipelines.warehouse import WarehouseResource
 
 
@@ -50,5 +51,12 @@ def build_resources() -> dict[str, object]:
             access_key_secret=EnvVar("PUSHLOG_ACCESS_KEY_SECRET"),
             enterprise_id=EnvVar("PUSHLOG_ENTERPRISE_ID"),
             rate_per_s=rate("pushlog", 20.0),
+        ),
+        "trtc": TrtcResource(
+            base_url=EnvVar("TRTC_BASE_URL"),
+            sdkappid=EnvVar("TRTC_SDKAPPID"),
+            secret_key=EnvVar("TRTC_SECRET_KEY"),
+            admin_identifier=EnvVar("TRTC_ADMIN_IDENTIFIER"),
+            rate_per_s=rate("trtc", 190.0),
         ),
     }

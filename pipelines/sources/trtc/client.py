@@ -1,0 +1,295 @@
+"""Tencent TRTC TUICallKit call records (seed 004): UserSig auth, the error envelope, paging.
+
+``POST /v1/records/get_records_by_filter?sdkappid=&identifier=&usersig=&random=&contenttype=json``
+with ``{startTimestamp, endTimestamp, numberPerPage, page}``. The query string carries the
+UserSig, a credential: errors name the endpoint path only (``pipelines.http`` does the same).
+
+Paging (seed 004, loosely documented): ``data.page > 0`` means "more, ask page + 1", 0 the
+last page; ``totalNum`` is the window's count. A window's walk stops on whichever comes first:
+70011 (no records), an empty or short page, ``page`` 0, ``totalNum`` reached, or a page that
+repeats the previous one (a server ignoring ``page``). Page 1 of every day is fetched
+concurrently; once ``totalNum`` is known, pages 2..N of all days go out concurrently through
+one rate limiter, so the client runs at the vendor's 200 requests/s even under latency.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Generator
+
+import httpx
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from pipelines.http import (
+    HttpClient,
+    Page,
+    Reply,
+    RetryableVendorError,
+    VendorAuthError,
+    VendorError,
+    VendorResponseError,
+)
+from pipelines.settings import SettingError
+from pipelines.sources.trtc.paging import PageResult, Pull, WindowState, as_completed_bounded
+from pipelines.sources.trtc.plan import SubWindow
+from pipelines.sources.trtc.usersig import fresh_random, gen_usersig
+
+VENDOR = "Tencent TRTC"
+ENDPOINT = "/v1/records/get_records_by_filter"
+MAX_PAGE_SIZE = 100
+DEFAULT_RATE_PER_S = 190.0  # a little under the documented 200/s: the vendor counts on its side
+MAX_PAGES_PER_WINDOW = 100_000  # a walk longer than this is a paging bug, not data
+
+OK = 0
+NO_RECORDS = 70011
+SIG_EXPIRED = 70001
+# Codes from IM's public 70000-79999 table (the seed points there) and what to check.
+_AUTH_HINTS: dict[int, tuple[str, str]] = {
+    70001: ("UserSig expired", "Check this machine's clock: a UserSig carries its creation time."),
+    70002: ("UserSig is empty", "Check TRTC_SECRET_KEY."),
+    70003: ("UserSig is invalid", "Check TRTC_SECRET_KEY (the key, not a UserSig)."),
+    70009: (
+        "UserSig verification failed: wrong secret key",
+        "Check TRTC_SECRET_KEY and TRTC_SDKAPPID: the key must belong to that SDKAppID.",
+    ),
+    70013: ("identifier differs from the UserSig's", "Check TRTC_ADMIN_IDENTIFIER."),
+    70014: ("SDKAppID differs from the UserSig's", "Check TRTC_SDKAPPID."),
+    70020: ("SDKAppID not found", "Check TRTC_SDKAPPID and TRTC_BASE_URL (the SDKAppID's region domain)."),
+    70403: (
+        "the identifier is not an App administrator",
+        "Check TRTC_ADMIN_IDENTIFIER (an IM administrator account).",
+    ),
+}
+_RETRYABLE = {70010: "request rate over the limit"}  # not in the seed: the simulator's reading
+_OTHER = {
+    50001: "the app needs the TUICallKit group-call package (群组通话版套餐包)",
+    70402: "invalid parameter",
+}
+
+
+class TrtcAuth(httpx.Auth):
+    """Adds sdkappid, identifier, usersig, a fresh ``random`` and contenttype to every send,
+    retries included (httpx runs the flow per attempt). One UserSig serves many requests;
+    ``renew`` replaces it once per generation, however many concurrent requests saw it expire."""
+
+    def __init__(
+        self,
+        sdkappid: int,
+        secret_key: str,
+        identifier: str,
+        expire_s: int = 86_400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sdkappid, self._key, self._identifier = sdkappid, secret_key, identifier
+        self._expire_s, self._clock = expire_s, clock
+        self.generation = 0
+        self.renewals = 0
+        self._make()
+
+    def __repr__(self) -> str:
+        return f"TrtcAuth(sdkappid={self._sdkappid}, identifier={self._identifier!r}, secret_key=***)"
+
+    def _make(self) -> None:
+        self._born = time.monotonic()  # age by the monotonic clock: wall-clock jumps do not matter
+        self._sig = gen_usersig(
+            self._sdkappid, self._key, self._identifier, self._expire_s, now=int(self._clock())
+        )
+
+    def renew(self, seen_generation: int) -> None:
+        if seen_generation == self.generation:
+            self._make()
+            self.generation += 1
+            self.renewals += 1
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        # Renew ahead of expiry rather than spend a request learning it.
+        if time.monotonic() > self._born + self._expire_s - 300:
+            self.renew(self.generation)
+        request.url = request.url.copy_merge_params(
+            {
+                "sdkappid": str(self._sdkappid),
+                "identifier": self._identifier,
+                "usersig": self._sig,
+                "random": str(fresh_random()),
+                "contenttype": "json",
+            }
+        )
+        yield request
+
+
+class UserSigExpired(VendorAuthError):
+    """70001: renewed once and retried by the client before it gives up."""
+
+
+def check_envelope(payload: object) -> None:
+    """Raise the typed error of a non-success envelope; 0 and 70011 (no records) pass."""
+    if not isinstance(payload, dict):
+        raise VendorResponseError(
+            VENDOR, ENDPOINT, "no envelope", f"expected a JSON object, got {type(payload).__name__}"
+        )
+    raw = payload.get("errorCode")
+    try:
+        code = int(raw)  # documented Integer; accept "0" too
+    except (TypeError, ValueError):
+        raise VendorResponseError(VENDOR, ENDPOINT, "no errorCode", f"errorCode is {raw!r}") from None
+    if code in (OK, NO_RECORDS):
+        return
+    message = str(payload.get("errorMessage") or "")
+    if code == SIG_EXPIRED:
+        meaning, hint = _AUTH_HINTS[code]
+        raise UserSigExpired(VENDOR, ENDPOINT, code, meaning, hint)
+    if code in _AUTH_HINTS:
+        meaning, hint = _AUTH_HINTS[code]
+        raise VendorAuthError(VENDOR, ENDPOINT, code, f"{meaning} ({message})" if message else meaning, hint)
+    if code in _RETRYABLE:
+        raise RetryableVendorError(VENDOR, ENDPOINT, code, _RETRYABLE[code])
+    meaning = _OTHER.get(code, "unknown error code")
+    raise VendorError(VENDOR, ENDPOINT, code, f"{meaning} ({message})" if message else meaning)
+
+
+def parse_page(reply: Reply) -> PageResult:
+    payload = reply.payload
+    if int(payload["errorCode"]) == NO_RECORDS:
+        return PageResult(reply.text, 0, 0, 0, None, True)
+    data = payload.get("data")
+    rows = data.get("callRecordList") if isinstance(data, dict) else None
+    if rows is None:
+        rows = []
+    if not isinstance(data, dict) or not isinstance(rows, list):
+        raise VendorResponseError(VENDOR, ENDPOINT, 0, "success without data.callRecordList (a list)")
+    total, page = data.get("totalNum"), data.get("page")
+    first = rows[0].get("callId") if rows and isinstance(rows[0], dict) else None
+    return PageResult(
+        reply.text,
+        len(rows),
+        total if isinstance(total, int) and not isinstance(total, bool) else None,
+        page if isinstance(page, int) and not isinstance(page, bool) else None,
+        first,
+        False,
+    )
+
+
+class TrtcClient:
+    def __init__(self, http: HttpClient, auth: TrtcAuth, page_size: int = MAX_PAGE_SIZE) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise SettingError(f"TRTC page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
+        self.http, self.auth, self.page_size = http, auth, page_size
+
+    async def post(self, body: dict) -> Reply:
+        """One request; a 70001 renews the UserSig once and retries, then gives up."""
+        for attempt in range(2):
+            generation = self.auth.generation
+            try:
+                return await self.http.request_json("POST", ENDPOINT, json=body, check=check_envelope)
+            except UserSigExpired as exc:
+                if attempt:
+                    raise UserSigExpired(
+                        VENDOR, ENDPOINT, exc.code, "UserSig expired although just renewed", exc.hint
+                    ) from None
+                self.auth.renew(generation)
+        raise AssertionError("unreachable")
+
+    async def fetch(self, window: SubWindow, page: int) -> PageResult:
+        reply = await self.post(window.body(page, self.page_size))
+        self.http.stats.pages += 1
+        return parse_page(reply)
+
+    async def pages(self, pull: Pull) -> AsyncIterator[Page]:
+        """Every page of the plan's sub-windows, as the loader takes them."""
+        states = [WindowState(w, self.page_size) for w in pull.plan.sub_windows]
+        pull.windows = states
+        width = self.http.concurrency
+
+        async def fetch(item: tuple[int, int]) -> tuple[int, int, PageResult]:
+            i, page = item
+            return i, page, await self.fetch(states[i].window, page)
+
+        # 1. page 1 of every day, concurrently: it tells each day's totalNum.
+        async for i, page, res in as_completed_bounded([(i, 1) for i in range(len(states))], fetch, width):
+            states[i].add(page, res)
+            if res.records:
+                yield Page(res.text, res.records, states[i].total)
+        # 2. the pages totalNum promises, every day's at once.
+        planned = [
+            (i, page)
+            for i, s in enumerate(states)
+            if s.settle() is None and s.total is not None
+            for page in range(2, math.ceil(s.total / self.page_size) + 1)
+        ]
+        async for i, page, res in as_completed_bounded(planned, fetch, width):
+            states[i].add(page, res)
+            if res.records:
+                yield Page(res.text, res.records, states[i].total)
+        # 3. a day whose walk did not end (totalNum missing, or short of the truth): page on.
+        for i, s in enumerate(states):
+            while s.settle() is None:
+                page = s.last_page + 1
+                if page > MAX_PAGES_PER_WINDOW:
+                    raise VendorResponseError(
+                        VENDOR, ENDPOINT, "paging", f"no last page after {page - 1} pages"
+                    )
+                _, _, res = await fetch((i, page))
+                repeat = res.first_id is not None and res.first_id == s.seen[s.last_page].first_id
+                s.add(page, res)  # a repeat ends the walk in settle(); its records are not landed twice
+                if res.records and not repeat:
+                    yield Page(res.text, res.records, s.total)
+
+
+class TrtcResource(ConfigurableResource):
+    """Connection settings of the TRTC call-record API (TRTC_* variables)."""
+
+    base_url: str = Field(
+        description="TRTC_BASE_URL: scheme, host and path prefix before /v1/records/... "
+        "(e.g. https://callkit.trtc.tencent-cloud.com)"
+    )
+    sdkappid: str = Field(description="TRTC_SDKAPPID: the application's SDKAppID (an integer)")
+    secret_key: str = Field(description="TRTC_SECRET_KEY: the key that signs UserSigs (secret)")
+    admin_identifier: str = Field(description="TRTC_ADMIN_IDENTIFIER: an IM App administrator account")
+    rate_per_s: float = Field(
+        default=DEFAULT_RATE_PER_S, description="TRTC_RATE_PER_S: client-side limit (vendor: 200/s)"
+    )
+    concurrency: int = Field(default=16, description="Requests in flight at once (50 ms x 190/s needs ~10)")
+    page_size: int = Field(default=MAX_PAGE_SIZE, description="numberPerPage, at most 100")
+    retention_margin_s: int = Field(
+        default=3_600, description="Seconds before the vendor's 7-day retention edge that are not requested"
+    )
+    usersig_expire_s: int = Field(default=86_400, description="Lifetime of each generated UserSig")
+    timeout_s: float = Field(default=30.0)
+    max_retries: int = Field(default=5)
+    backoff_base_s: float = Field(default=0.5)
+
+    def _checked(self) -> int:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SettingError(
+                "TRTC_BASE_URL must be an http(s) URL such as https://callkit.trtc.tencent-cloud.com"
+            )
+        if not self.sdkappid.strip().isdigit():
+            raise SettingError("TRTC_SDKAPPID must be the application's numeric SDKAppID")
+        if not self.secret_key:
+            raise SettingError("TRTC_SECRET_KEY is not set")
+        if not self.admin_identifier:
+            raise SettingError("TRTC_ADMIN_IDENTIFIER is not set (an IM App administrator account)")
+        return int(self.sdkappid.strip())
+
+    def client(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> TrtcClient:
+        sdkappid = self._checked()
+        auth = TrtcAuth(sdkappid, self.secret_key, self.admin_identifier, self.usersig_expire_s, clock)
+        http = HttpClient(
+            VENDOR,
+            self.base_url,
+            auth=auth,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
+            rate_per_s=self.rate_per_s or None,
+            burst=1,  # the vendor counts per second on its side: no bursts over it
+            concurrency=self.concurrency,
+            transport=transport,
+        )
+        return TrtcClient(http, auth, self.page_size)

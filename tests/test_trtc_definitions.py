@@ -1,0 +1,70 @@
+"""What the TRTC source exports loads into a Definitions the way the lead wires it, and keeps
+the contracts: weekly Monday partitions, group and pool ``trtc``, hourly refresh of the open
+and previous week, a retention watch that runs on its own."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from dagster import (
+    AssetKey,
+    Definitions,
+    EnvVar,
+    build_schedule_context,
+    build_sensor_for_freshness_checks,
+)
+
+from pipelines.sources.trtc import jobs
+from pipelines.sources.trtc.client import TrtcResource
+from pipelines.warehouse import WarehouseResource
+
+KEYS = ("core/fact_trtc_call", "core/fact_trtc_call_callee")
+
+
+def defs() -> Definitions:
+    return Definitions(
+        assets=jobs.ASSETS,
+        asset_checks=jobs.FRESHNESS_CHECKS,
+        jobs=jobs.JOBS,
+        schedules=jobs.SCHEDULES,
+        sensors=[build_sensor_for_freshness_checks(freshness_checks=jobs.FRESHNESS_CHECKS)],
+        resources={
+            "warehouse": WarehouseResource(),
+            "trtc": TrtcResource(
+                base_url="http://localhost",
+                sdkappid="1400000001",
+                secret_key=EnvVar("TRTC_SECRET_KEY"),
+                admin_identifier="administrator",
+            ),
+        },
+    )
+
+
+def test_loads_with_groups_pools_partitions_and_freshness() -> None:
+    d = defs()
+    Definitions.validate_loadable(d)
+    graph = d.resolve_asset_graph()
+    for key in KEYS:
+        node = graph.get(AssetKey.from_user_string(key))
+        assert node.group_name == "trtc" and node.pools == {"trtc"} and node.freshness_policy is not None
+        window = node.partitions_def.time_window_for_partition_key("2026-11-16")
+        assert window.start.isoformat() == "2026-11-16T00:00:00+08:00"  # a Monday
+        assert window.end.isoformat() == "2026-11-23T00:00:00+08:00"
+
+
+def test_the_schedule_refreshes_the_open_and_previous_week_hourly() -> None:
+    repo = defs().get_repository_def()
+    schedule = repo.get_schedule_def("trtc_calls_schedule")
+    assert schedule.cron_schedule == "5 * * * *"
+    at = datetime(2026, 11, 24, 9, 5, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Tuesday
+    context = build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+    requests = list(schedule.evaluate_tick(context).run_requests)
+    assert [r.partition_key for r in requests] == ["2026-11-16", "2026-11-23"]
+
+
+def test_the_retention_watch_runs_the_recency_check_alone_every_hour() -> None:
+    repo = defs().get_repository_def()
+    job = repo.get_job("trtc_retention_watch")
+    assert list(job.graph.node_dict) == ["core__fact_trtc_call_pulls_keep_up_with_retention"]  # no fetch
+    assert repo.get_schedule_def("trtc_retention_watch_schedule").cron_schedule == "35 * * * *"

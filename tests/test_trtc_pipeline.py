@@ -1,0 +1,296 @@
+"""The TRTC source end to end: simulator over real HTTP -> Dagster -> PostgreSQL.
+
+The simulator's data clock is frozen and the pipeline's idea of the vendor's now
+(``plan.vendor_now``) follows it, so a test can make the vendor forget part of a week.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from dagster import AssetCheckSeverity, DagsterInstance, materialize
+
+from pipelines.sources.trtc import assets as trtc
+from pipelines.sources.trtc import plan
+from pipelines.warehouse import WarehouseResource
+from simulator import trtc as simtrtc
+from simulator.common import Fault
+from tests.helpers import checks, metadata
+from tests.test_trtc_client import resource
+
+TZ = ZoneInfo("Asia/Shanghai")
+WEEK_KEY = "2026-11-09"
+WEEK = datetime(2026, 11, 9, tzinfo=TZ)
+END = WEEK + timedelta(days=7)
+DAY_S = 86_400
+PATH = "/v1/records/get_records_by_filter"
+
+
+def run(res: dict, partition_key: str = WEEK_KEY, instance: DagsterInstance | None = None):  # noqa: ANN201
+    return materialize(
+        trtc.ASSETS,
+        partition_key=partition_key,
+        resources=res,
+        instance=instance or DagsterInstance.ephemeral(),
+    )
+
+
+def calls_between(volume: int, lo: float, hi: float) -> int:
+    """How many calls the simulator generates with lo <= startCallTs < hi."""
+    return simtrtc.count_until(int(hi) - 1, volume) - simtrtc.count_until(int(lo) - 1, volume)
+
+
+class VendorClock:
+    """Moves the simulator's data clock and the pipeline's view of the vendor's now together."""
+
+    def __init__(self, simulator, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+        self.simulator, self.now = simulator, 0.0
+        monkeypatch.setattr(plan, "vendor_now", lambda: self.now)
+
+    def set(self, when: datetime) -> None:
+        self.now = when.timestamp()
+        # Signatures are still judged by the wall clock: UserSigs are made from it.
+        self.simulator.state.clock.set(now=self.now, auth_wall=True)
+
+
+@pytest.fixture
+def clock(simulator, monkeypatch):  # noqa: ANN001, ANN201
+    c = VendorClock(simulator, monkeypatch)
+    c.set(WEEK + timedelta(days=6, hours=12))
+    return c
+
+
+@pytest.fixture
+def res(clock, sim, warehouse_url):  # noqa: ANN001, ANN201
+    return {"warehouse": WarehouseResource(url=warehouse_url), "trtc": resource(sim.env())}
+
+
+def test_loads_a_week_typed_with_callees_and_unknown_results_listed(simulator, res, db) -> None:  # noqa: ANN001
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    expected = calls_between(500, WEEK.timestamp(), (WEEK + timedelta(days=6, hours=12)).timestamp() + 1)
+    assert meta["api_total"] == meta["rows_landed"] == meta["dagster/row_count"] == expected
+    assert meta["complete_pull"] is True and meta["not_fetched_past_retention"] == "none"
+    assert meta["requests"] == meta["pages"] == sum(-(-n // 100) for n in _day_totals(500))
+    outcome = checks(result)
+    assert all(
+        outcome[c]
+        for c in ("reconciles_with_api", "no_rejects", "no_duplicate_keys", "within_vendor_retention")
+    )
+    assert outcome["callees_match_calls"]
+
+    # Typed exactly as the vendor's records say (compare with the simulator's own records).
+    sample = [simtrtc.make_record(simulator.settings["trtc"], g) for g in range(_first_g(), _first_g() + 300)]
+    rows = {
+        r[0]: r[1:]
+        for r in db.execute(
+            "SELECT call_id, extract(epoch FROM started_at)::bigint, extract(epoch FROM accepted_at)::bigint,"
+            " extract(epoch FROM ended_at)::bigint, callees, caller, call_result, room_id, sdk_app_id"
+            " FROM core.fact_trtc_call WHERE call_id = ANY(%s)",
+            ([r["callId"] for r in sample],),
+        )
+    }
+    assert len(rows) == len(sample)
+    for rec in sample:
+        started, accepted, ended, callees, caller, result_, room, app = rows[rec["callId"]]
+        assert started == rec["startCallTs"] and ended == rec["endTs"]
+        assert accepted == (rec.get("acceptTs") or None)  # 0 or absent: not answered
+        assert callees == rec["callees"] and caller == rec["caller"] and result_ == rec["callResult"]
+        assert room == rec["roomId"] and app == rec["sdkAppId"]
+    assert any(r.get("acceptTs", 0) == 0 for r in sample)  # the NULL case was exercised
+
+    # One callee row per call and callee, flagged when the caller lists itself ("offline").
+    n_pairs, n_self = db.execute(
+        "SELECT (SELECT count(*) FROM core.fact_trtc_call f, unnest(f.callees) u),"
+        " (SELECT count(*) FROM core.fact_trtc_call_callee WHERE is_caller)"
+    ).fetchone()
+    assert meta["rows_upserted core.fact_trtc_call_callee"] == n_pairs
+    offline = db.execute("SELECT count(*) FROM core.fact_trtc_call WHERE call_result = 'offline'").fetchone()[
+        0
+    ]
+    assert offline > 0 and n_self == offline
+
+    # offline is outside the documented enum: listed, as a warning.
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "known_enums")
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    unknown = evaluation.metadata["unknown_values"].value
+    assert unknown == {"call_result": {"offline": offline}}
+
+
+def _day_totals(volume: int) -> list[int]:
+    now = (WEEK + timedelta(days=6, hours=12)).timestamp()
+    out = []
+    for d in range(7):
+        a = (WEEK + timedelta(days=d)).timestamp()
+        b = min((WEEK + timedelta(days=d + 1)).timestamp(), now + 1)
+        out.append(calls_between(volume, a, b))
+    return out
+
+
+def _first_g() -> int:
+    return simtrtc.count_until(int(WEEK.timestamp()) - 1, 500)
+
+
+def test_a_week_without_calls_is_a_success_with_no_rows(simulator, res, db) -> None:  # noqa: ANN001
+    simulator.settings["trtc"].volume = 0  # every day answers 70011
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    assert result.success and meta["rows_landed"] == 0 and meta["api_total"] == 0
+    assert meta["complete_pull"] is True and meta["walk_stops"] == {"70011": 7}
+    assert checks(result)["reconciles_with_api"] and checks(result)["no_rejects"]
+    assert db.execute("SELECT count(*) FROM core.fact_trtc_call").fetchone()[0] == 0
+
+
+SNAPSHOT = """
+SELECT count(*), md5(string_agg(t::text, '|' ORDER BY call_id))
+FROM (SELECT f.call_id, f.started_at, f.accepted_at, f.ended_at, f.callees, f.call_result, f._loaded_at,
+             r.fetched_at, r.record
+      FROM core.fact_trtc_call f JOIN raw.trtc_call r ON r.record_key = f.sdk_app_id || ':' || f.call_id
+      WHERE f.started_at >= %s AND f.started_at < %s) t
+"""
+
+
+def _plant(db: psycopg.Connection, call_id: str, at: datetime) -> None:
+    """A call the vendor never returns, as if an earlier pull had landed it."""
+    old = at - timedelta(days=1)
+    rec = f'{{"callId": "{call_id}", "sdkAppId": 1400000001, "startCallTs": {int(at.timestamp())}}}'
+    db.execute(
+        "INSERT INTO raw.trtc_call VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+        (f"1400000001:{call_id}", WEEK_KEY, WEEK, END, old, rec),
+    )
+    db.execute(
+        "INSERT INTO core.fact_trtc_call (sdk_app_id, call_id, started_at, _loaded_at) VALUES (1400000001, %s, %s, %s)",
+        (call_id, at, old),
+    )
+    db.execute(
+        "INSERT INTO core.fact_trtc_call_callee VALUES (1400000001, %s, 'u1', %s, false, %s)",
+        (call_id, at, old),
+    )
+
+
+def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritten(clock, res, db) -> None:  # noqa: ANN001
+    first = run(res)
+    assert metadata(first, "core/fact_trtc_call")["complete_pull"] is True
+    # Ten days after the week began, the vendor holds only its last four days (and a half day
+    # more than at the first run).
+    clock.set(WEEK + timedelta(days=10))
+    edge = WEEK + timedelta(days=3, hours=1)  # retention (7 days) plus the 1 h margin
+    before = db.execute(SNAPSHOT, (WEEK, edge)).fetchone()
+    assert before[0] > 0
+    _plant(db, "gone-before-the-edge", WEEK + timedelta(days=1))  # past retention: must stay
+    _plant(db, "dropped-by-the-vendor", WEEK + timedelta(days=5))  # within: a complete pull prunes it
+
+    instance = DagsterInstance.ephemeral()
+    second = run(res, instance=instance)
+    meta = metadata(second, "core/fact_trtc_call")
+    assert meta["not_fetched_past_retention"] == f"[{WEEK.isoformat()}, {edge.isoformat()})"
+    assert meta["requested_range"] == f"[{edge.isoformat()}, {END.isoformat()})"
+    assert meta["rows_kept_from_earlier_pulls"] == before[0] + 1
+    evaluation = next(
+        e for e in second.get_asset_check_evaluations() if e.check_name == "within_vendor_retention"
+    )
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    assert "past the vendor's 7-day retention" in evaluation.description
+    warnings = [
+        e.user_message
+        for e in instance.all_logs(second.run_id)
+        if e.level == logging.WARNING and "was not requested" in e.user_message
+    ]
+    assert warnings and WEEK.isoformat() in warnings[0]
+
+    # The part the vendor forgot: byte for byte as before, _loaded_at and fetched_at included.
+    _plant_gone = db.execute(
+        "SELECT count(*) FROM core.fact_trtc_call WHERE call_id = 'gone-before-the-edge'"
+    ).fetchone()[0]
+    assert _plant_gone == 1
+    after = db.execute(
+        SNAPSHOT.replace("WHERE", "WHERE f.call_id <> 'gone-before-the-edge' AND"), (WEEK, edge)
+    )
+    assert after.fetchone() == before
+    # The part it still holds was pulled again; the week is whole, the late half day added.
+    total = calls_between(500, WEEK.timestamp(), END.timestamp())
+    assert (
+        db.execute("SELECT count(*) FROM core.fact_trtc_call WHERE call_id NOT LIKE 'gone%%'").fetchone()[0]
+        == total
+    )
+    # Pruning stays inside the pulled range: the planted call the vendor never returned is
+    # gone from raw, core and callees.
+    for table in ("core.fact_trtc_call", "core.fact_trtc_call_callee"):
+        assert (
+            db.execute(f"SELECT count(*) FROM {table} WHERE call_id = 'dropped-by-the-vendor'").fetchone()[0]
+            == 0
+        )
+    assert (
+        db.execute("SELECT count(*) FROM raw.trtc_call WHERE record_key LIKE '%%dropped%%'").fetchone()[0]
+        == 0
+    )
+    assert (
+        db.execute("SELECT count(*) FROM raw.trtc_call WHERE record_key LIKE '%%gone-before%%'").fetchone()[0]
+        == 1
+    )
+    assert meta["rows_removed core.fact_trtc_call"] == 1
+
+
+def test_a_week_wholly_past_retention_requests_nothing_and_touches_nothing(clock, simulator, res, db) -> None:  # noqa: ANN001
+    run(res)
+    before = db.execute(SNAPSHOT, (WEEK, END)).fetchone()
+    clock.set(END + timedelta(days=8))
+    simulator.state.requests.clear()
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    assert simulator.state.requests[f"trtc {PATH}"] == 0 and meta["requests"] == 0
+    assert meta["requested_range"] == "none" and meta["rows_kept_from_earlier_pulls"] == before[0]
+    assert not checks(result)["within_vendor_retention"]
+    assert db.execute(SNAPSHOT, (WEEK, END)).fetchone() == before
+
+
+def test_many_pages_never_trip_the_200_per_second_limit(clock, simulator, sim, warehouse_url) -> None:  # noqa: ANN001
+    # Small pages are cheap to serve, so the client could go far faster than 200/s: the
+    # limiter, not the machine, is what holds it back.
+    simulator.settings["trtc"].volume = 600
+    simulator.state.latency_s = 0.005
+    res = {"warehouse": WarehouseResource(url=warehouse_url), "trtc": resource(sim.env(), page_size=10)}
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    assert meta["pages"] >= 380 and meta["rows_landed"] == meta["api_total"]
+    assert simtrtc.rate_limited_count(simulator.state) == 0
+    assert meta["retries"] == 0 and meta["rate_limit_wait_s"] > 0
+
+
+def test_schema_drift_is_read(clock, simulator, res, db) -> None:  # noqa: ANN001
+    # Drift on some pages: startCallTs as a string, callees as one comma-joined string.
+    simulator.state.faults.arm(PATH, Fault("drift", times=3, after=2))
+    result = run(res)
+    assert checks(result)["no_rejects"] and checks(result)["callees_match_calls"]
+    n = db.execute(
+        "SELECT count(*) FROM core.fact_trtc_call WHERE callees IS NULL OR started_at IS NULL"
+    ).fetchone()
+    assert n[0] == 0
+    drifted = db.execute(
+        "SELECT count(*) FROM raw.trtc_call WHERE jsonb_typeof(record->'callees') = 'string'"
+    ).fetchone()[0]
+    assert drifted > 0  # landed verbatim, read all the same
+
+
+def test_the_pull_recency_check_warns_after_a_day_and_fails_before_data_expires(
+    clock, res, db, warehouse_url
+) -> None:  # noqa: ANN001
+    wh = WarehouseResource(url=warehouse_url)
+    never = trtc.pulls_keep_up_with_retention(warehouse=wh)
+    assert not never.passed and never.severity == AssetCheckSeverity.WARN
+    run(res)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    for age, passed, severity in (
+        (timedelta(hours=2), True, None),
+        (timedelta(days=2), False, AssetCheckSeverity.WARN),
+        (timedelta(days=6), False, AssetCheckSeverity.ERROR),
+    ):
+        db.execute("UPDATE raw.trtc_call SET fetched_at = %s", (now - age,))
+        result = trtc.pulls_keep_up_with_retention(warehouse=wh)
+        assert result.passed is passed
+        if severity is not None:
+            assert result.severity == severity
