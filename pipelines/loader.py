@@ -131,6 +131,9 @@ class PartitionLoad:
     async def __aenter__(self) -> PartitionLoad:
         self._tx = self.conn.transaction()
         await self._tx.__aenter__()
+        # Each batch's statements are planned afresh; compiling them (JIT) costs more than
+        # it saves at a batch's size.
+        await self.conn.execute("SET LOCAL jit = off")
         await self.conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
             (f"{self.spec.raw_table}|{self.partition_key}",),

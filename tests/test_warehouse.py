@@ -88,3 +88,13 @@ def test_malformed_warehouse_url_names_the_variable() -> None:
 
 def test_redact_hides_the_password() -> None:
     assert warehouse.redact("postgresql://u:s3cr3t@h:5432/d") == "postgresql://u:***@h:5432/d"
+
+
+def test_guarded_casts_give_null_instead_of_failing(db: psycopg.Connection) -> None:
+    row = db.execute(
+        """SELECT core.try_smallint('40000'), core.try_smallint('"12"'), core.try_int('"0x1"'),
+                  core.try_bigint('12.5'), core.try_local_timestamp('"2026-13-01 00:00:00"', 'Asia/Shanghai'),
+                  core.try_local_timestamp('"2026-11-20 08:00:00"', 'Asia/Shanghai')"""
+    ).fetchone()
+    assert row[:5] == (None, 12, None, None, None)
+    assert row[5].isoformat() == "2026-11-20T00:00:00+00:00"

@@ -24,14 +24,14 @@ _CALL_FIELDS: list[tuple[str, str, str | None]] = [
     ("agent_name", "rec->>'agentName'", None),
     ("duration", "core.try_int(rec->'duration')", "rec->'duration'"),
     ("ringing_duration", "core.try_int(rec->'ringingDuration')", "rec->'ringingDuration'"),
-    ("result", "core.try_int(rec->'result')::smallint", "rec->'result'"),
+    ("result", "core.try_smallint(rec->'result')", "rec->'result'"),
     ("sp_number", "rec->>'spNumber'", None),
-    ("call_type", "core.try_int(rec->'callType')::smallint", "rec->'callType'"),
-    ("seat_type", "core.try_int(rec->'seatType')::smallint", "rec->'seatType'"),
-    ("drop_side", "core.try_int(rec->'dropSide')::smallint", "rec->'dropSide'"),
+    ("call_type", "core.try_smallint(rec->'callType')", "rec->'callType'"),
+    ("seat_type", "core.try_smallint(rec->'seatType')", "rec->'seatType'"),
+    ("drop_side", "core.try_smallint(rec->'dropSide')", "rec->'dropSide'"),
     ("hangup_cause_id", "core.try_int(rec->'hangupCauseId')", "rec->'hangupCauseId'"),
     ("business_id", "rec->>'businessId'", None),
-    ("business_log_type", "core.try_int(rec->'businessLogType')::smallint", "rec->'businessLogType'"),
+    ("business_log_type", "core.try_smallint(rec->'businessLogType')", "rec->'businessLogType'"),
 ]
 _REQUIRED = {"id": "id", "created_at": "createTime", "call_id": "callId"}
 _JSON_NAME = {
@@ -42,19 +42,26 @@ _JSON_NAME = {
 
 
 def _call_select(extra_columns: str = "") -> str:
-    typed = ",\n  ".join(f"{sql} AS {col}" for col, sql, _ in _CALL_FIELDS)
+    # The inner query types each field once (OFFSET 0 keeps the planner from inlining it
+    # into the outer one, which would evaluate every cast again for the reasons).
+    typed = ",\n    ".join(f"{sql} AS {col}" for col, sql, _ in _CALL_FIELDS)
     reasons = []
-    for col, sql, raw in _CALL_FIELDS:
+    for col, _, raw in _CALL_FIELDS:
         if col in _REQUIRED:
-            reasons.append(f"CASE WHEN {sql} IS NULL THEN '{_REQUIRED[col]} missing or malformed' END")
+            reasons.append(f"CASE WHEN t.{col} IS NULL THEN '{_REQUIRED[col]} missing or malformed' END")
         elif raw is not None:
+            raw_t = raw.replace("rec->", "t._rec->")
             reasons.append(
-                f"CASE WHEN core.is_bad({raw}, {sql}) THEN '{_JSON_NAME[col]} is not an integer' END"
+                f"CASE WHEN t.{col} IS NULL AND jsonb_typeof({raw_t}) <> 'null' "
+                f"THEN '{_JSON_NAME[col]} is not an integer' END"
             )
     return (
-        f"SELECT\n  {typed}{extra_columns},\n  s.record_key AS _record_key,\n"
+        "SELECT t.*,\n"
         f"  NULLIF(concat_ws('; ', {', '.join(reasons)}), '') AS _reject\n"
-        "FROM _stage_records s"
+        "FROM (\n"
+        f"  SELECT s.record_key AS _record_key, s.rec AS _rec,\n    {typed}{extra_columns}\n"
+        "  FROM _stage_records s OFFSET 0\n"
+        ") t"
     )
 
 
@@ -89,13 +96,13 @@ SELECT rec->>'callId' AS call_id,
        r.rec_url AS record_url,
        core.try_bigint(rec->'id') AS crm_call_id,
        core.try_local_timestamp(rec->'createTime', %(tz)s) AS call_created_at,
-       core.try_int(rec->'channelUserType')::smallint AS channel_user_type,
+       core.try_smallint(rec->'channelUserType') AS channel_user_type,
        s.record_key AS _record_key,
        NULLIF(concat_ws('; ',
          CASE WHEN core.try_local_timestamp(rec->'createTime', %(tz)s) IS NULL
               THEN 'createTime missing or malformed' END,
          CASE WHEN r.rec_url IS NULL THEN 'recordUrl missing' END,
-         CASE WHEN core.is_bad(rec->'channelUserType', core.try_int(rec->'channelUserType'))
+         CASE WHEN core.is_bad(rec->'channelUserType', core.try_smallint(rec->'channelUserType'))
               THEN 'channelUserType is not an integer' END), '') AS _reject
 FROM _stage_records s
 CROSS JOIN LATERAL (
