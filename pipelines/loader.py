@@ -45,6 +45,9 @@ class CoreTarget:
     columns: tuple[str, ...]
     select_sql: str
     time_column: str | None = None  # the column the window filters on (facts)
+    # The same rows by plain casts that raise on bad input (see pipelines/typed_select.py):
+    # tried first, in a savepoint; select_sql types what it can of a batch it refused.
+    fast_select_sql: str | None = None
     on_missing: Literal["delete", "mark_gone", "keep"] = "delete"
     # An extra SQL condition (over the table's columns, with the load's named parameters)
     # limiting what ``finish`` may remove or mark gone, when one table is loaded in several
@@ -212,6 +215,16 @@ class PartitionLoad:
         self.result.batches += 1
 
     async def _load_target(self, cur: psycopg.AsyncCursor, target: CoreTarget) -> None:
+        if target.fast_select_sql is not None:
+            try:
+                async with self.conn.transaction():  # a savepoint: a refused batch leaves no trace
+                    await self._upsert(cur, target, target.fast_select_sql)
+                return
+            except psycopg.errors.DataError:
+                pass  # a value the plain casts refuse: the guarded SELECT rejects just that record
+        await self._upsert(cur, target, target.select_sql)
+
+    async def _upsert(self, cur: psycopg.AsyncCursor, target: CoreTarget, select_sql: str) -> None:
         # One statement: the typed rows are computed once (MATERIALIZED) and feed both the
         # rejects and the upsert.
         updates = [c for c in target.columns if c not in target.key]
@@ -232,7 +245,7 @@ class PartitionLoad:
                 "SELECT DISTINCT ON ({key}) {cols}, %(fetched_at)s FROM n WHERE _reject IS NULL "
                 "ON CONFLICT ({key}) DO UPDATE SET {set_clause}"
             ).format(
-                select=sql.SQL(target.select_sql),
+                select=sql.SQL(select_sql),
                 table=_ident(target.table),
                 cols=_cols(target.columns),
                 key=_cols(target.key),

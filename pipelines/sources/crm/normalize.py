@@ -10,62 +10,30 @@ rejects the record, naming the field, rather than being silently nulled.
 from __future__ import annotations
 
 from pipelines.loader import CoreTarget, SourceSpec
+from pipelines.typed_select import Field, typed_select
 
-# (column, SQL giving the typed value, SQL giving the raw json value or None when no check)
-_CALL_FIELDS: list[tuple[str, str, str | None]] = [
-    ("id", "core.try_bigint(rec->'id')", "rec->'id'"),
-    ("created_at", "core.try_local_timestamp(rec->'createTime', %(tz)s)", "rec->'createTime'"),
-    ("call_id", "NULLIF(rec->>'callId', '')", None),
-    ("conversation_id", "rec->>'conversationId'", None),
-    ("customer_number", "rec->>'customerNumber'", None),
-    ("customer_name", "rec->>'customerName'", None),
-    ("province", "core.try_int(rec->'province')", "rec->'province'"),
-    ("city", "core.try_int(rec->'city')", "rec->'city'"),
-    ("agent_name", "rec->>'agentName'", None),
-    ("duration", "core.try_int(rec->'duration')", "rec->'duration'"),
-    ("ringing_duration", "core.try_int(rec->'ringingDuration')", "rec->'ringingDuration'"),
-    ("result", "core.try_smallint(rec->'result')", "rec->'result'"),
-    ("sp_number", "rec->>'spNumber'", None),
-    ("call_type", "core.try_smallint(rec->'callType')", "rec->'callType'"),
-    ("seat_type", "core.try_smallint(rec->'seatType')", "rec->'seatType'"),
-    ("drop_side", "core.try_smallint(rec->'dropSide')", "rec->'dropSide'"),
-    ("hangup_cause_id", "core.try_int(rec->'hangupCauseId')", "rec->'hangupCauseId'"),
-    ("business_id", "rec->>'businessId'", None),
-    ("business_log_type", "core.try_smallint(rec->'businessLogType')", "rec->'businessLogType'"),
-]
-_REQUIRED = {"id": "id", "created_at": "createTime", "call_id": "callId"}
-_JSON_NAME = {
-    "id": "id", "created_at": "createTime", "province": "province", "city": "city", "duration": "duration",
-    "ringing_duration": "ringingDuration", "result": "result", "call_type": "callType", "seat_type": "seatType",
-    "drop_side": "dropSide", "hangup_cause_id": "hangupCauseId", "business_log_type": "businessLogType",
-}  # fmt: skip
-
-
-def _call_select(extra_columns: str = "") -> str:
-    # The inner query types each field once (OFFSET 0 keeps the planner from inlining it
-    # into the outer one, which would evaluate every cast again for the reasons).
-    typed = ",\n    ".join(f"{sql} AS {col}" for col, sql, _ in _CALL_FIELDS)
-    reasons = []
-    for col, _, raw in _CALL_FIELDS:
-        if col in _REQUIRED:
-            reasons.append(f"CASE WHEN t.{col} IS NULL THEN '{_REQUIRED[col]} missing or malformed' END")
-        elif raw is not None:
-            raw_t = raw.replace("rec->", "t._rec->")
-            reasons.append(
-                f"CASE WHEN t.{col} IS NULL AND jsonb_typeof({raw_t}) <> 'null' "
-                f"THEN '{_JSON_NAME[col]} is not an integer' END"
-            )
-    return (
-        "SELECT t.*,\n"
-        f"  NULLIF(concat_ws('; ', {', '.join(reasons)}), '') AS _reject\n"
-        "FROM (\n"
-        f"  SELECT s.record_key AS _record_key, s.rec AS _rec,\n    {typed}{extra_columns}\n"
-        "  FROM _stage_records s OFFSET 0\n"
-        ") t"
-    )
-
-
-CALL_COLUMNS = tuple(col for col, _, _ in _CALL_FIELDS)
+CALL_FIELDS = (
+    Field("id", "id", "bigint", required=True),
+    Field("created_at", "createTime", "local_ts", required=True),
+    Field("call_id", "callId", required=True),
+    Field("conversation_id", "conversationId"),
+    Field("customer_number", "customerNumber"),
+    Field("customer_name", "customerName"),
+    Field("province", "province", "int"),
+    Field("city", "city", "int"),
+    Field("agent_name", "agentName"),
+    Field("duration", "duration", "int"),
+    Field("ringing_duration", "ringingDuration", "int"),
+    Field("result", "result", "smallint"),
+    Field("sp_number", "spNumber"),
+    Field("call_type", "callType", "smallint"),
+    Field("seat_type", "seatType", "smallint"),
+    Field("drop_side", "dropSide", "smallint"),
+    Field("hangup_cause_id", "hangupCauseId", "int"),
+    Field("business_id", "businessId"),
+    Field("business_log_type", "businessLogType", "smallint"),
+)
+CALL_COLUMNS = tuple(f.column for f in CALL_FIELDS)
 
 CALL_LOGS = SourceSpec(
     raw_table="raw.crm_call",
@@ -76,7 +44,8 @@ CALL_LOGS = SourceSpec(
             table="core.fact_crm_call",
             key=("id",),
             columns=CALL_COLUMNS,
-            select_sql=_call_select(),
+            select_sql=typed_select(CALL_FIELDS, fast=False),
+            fast_select_sql=typed_select(CALL_FIELDS, fast=True),
             time_column="created_at",
         ),
     ),
