@@ -329,7 +329,7 @@ class PartitionLoad:
         self.result.rows_removed[target.table] = cur.rowcount
 
 
-async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256) -> None:
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 1024) -> None:
     """Feed ``pages`` into ``load`` through a bounded queue, so fetching goes on while
     PostgreSQL works on the previous batch; memory stays bounded by ``depth`` pages.
 
