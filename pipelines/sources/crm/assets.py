@@ -197,23 +197,6 @@ def fact_crm_call_recording(
     )
 
 
-async def _snapshot(
-    warehouse: WarehouseResource, spec, partition_key: str, pages, params: dict, fetched_at: datetime
-) -> object:  # noqa: ANN001
-    async with await warehouse.aconnect() as conn:
-        async with PartitionLoad(
-            conn,
-            spec,
-            partition_key=partition_key,
-            window=(fetched_at, fetched_at),
-            fetched_at=fetched_at,
-            params=params,
-        ) as load:
-            await pump(pages, load)
-            await load.finish(complete=True)
-        return load.result
-
-
 @asset(
     key=HANGUP_KEY,
     group_name="crm",
@@ -230,13 +213,15 @@ def dim_crm_hangup_reason(crm: CrmResource, warehouse: WarehouseResource) -> Mat
 
     async def run() -> tuple:
         client = crm.client()
-        async with client.http:
-
-            async def pages():  # noqa: ANN202
-                yield await client.hangup_reasons()
-
-            result = await _snapshot(warehouse, normalize.HANGUP_REASONS, "snapshot", pages(), {}, now)
-            return result, client.http.stats
+        async with client.http, await warehouse.aconnect() as conn:
+            # A snapshot has no window: its "window" is the instant it was taken.
+            async with PartitionLoad(
+                conn, normalize.HANGUP_REASONS, partition_key="snapshot", window=(now, now), fetched_at=now
+            ) as load:
+                page = await client.hangup_reasons()
+                await load.add(page.text, page.records)
+                await load.finish(complete=True)
+            return load.result, client.http.stats
 
     result, stats = asyncio.run(run())
     with warehouse.connect() as conn:
