@@ -165,7 +165,10 @@ class PartitionLoad:
         if not self._buffer:
             return
         cur = self.conn.cursor()
-        async with cur.copy("COPY _stage_pages (body) FROM STDIN") as copy:
+        # Binary COPY: a page body goes as length-prefixed bytes, with no escaping on
+        # either side.
+        async with cur.copy("COPY _stage_pages (body) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text"])
             for body in self._buffer:
                 await copy.write_row((body,))
         self._buffer.clear()
