@@ -1,0 +1,1 @@
+"""Benchmarks (DESIGN.md, "Performance targets"): run with ``python -m bench.crm``."""
