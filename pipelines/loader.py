@@ -144,7 +144,11 @@ class PartitionLoad:
         # Dropped first: a load nested in a caller's transaction (a savepoint) leaves the
         # previous load's temp tables until the outer commit.
         await self.conn.execute("DROP TABLE IF EXISTS _stage_pages, _stage_records")
+        # Sorts (DISTINCT ON) and the materialized typed rows of a batch fit in memory.
+        await self.conn.execute("SET LOCAL work_mem = '64MB'")
         await self.conn.execute("CREATE TEMP TABLE _stage_pages (body text) ON COMMIT DROP")
+        # Page bodies are read once: compressing them on the way in is wasted work.
+        await self.conn.execute("ALTER TABLE _stage_pages ALTER COLUMN body SET STORAGE EXTERNAL")
         await self.conn.execute(
             "CREATE TEMP TABLE _stage_records (record_key text, rec jsonb) ON COMMIT DROP"
         )
@@ -332,7 +336,7 @@ class PartitionLoad:
         self.result.rows_removed[target.table] = cur.rowcount
 
 
-async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 1024) -> None:
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256) -> None:
     """Feed ``pages`` into ``load`` through a bounded queue, so fetching goes on while
     PostgreSQL works on the previous batch; memory stays bounded by ``depth`` pages.
 
@@ -361,6 +365,14 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 102
             if page is None:
                 break
             await load.add(page.text, page.records)
+            # Take what is already queued without yielding: page by page, the producer would
+            # refill each freed slot, find the queue full when a flush starts, and sit idle
+            # for the whole flush instead of fetching the next batch.
+            while not queue.empty():
+                page = queue.get_nowait()
+                if page is None:
+                    return
+                await load.add(page.text, page.records)
     finally:
         if not producer.done():
             producer.cancel()
