@@ -336,18 +336,32 @@ class PartitionLoad:
         self.result.rows_removed[target.table] = cur.rowcount
 
 
-async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256) -> None:
-    """Feed ``pages`` into ``load`` through a bounded queue, so fetching goes on while
-    PostgreSQL works on the previous batch; memory stays bounded by ``depth`` pages.
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 64 << 20) -> None:
+    """Feed ``pages`` into ``load`` through a queue bounded by the size of the pages it holds
+    (a CRM page is 40 KB, a push-log page 1 MB), so fetching goes on while PostgreSQL works
+    on the previous batch and memory stays bounded whatever the vendor's page size.
 
     An error on either side stops both and propagates (the load then rolls back).
     """
-    queue: asyncio.Queue[Page | None] = asyncio.Queue(depth)
+    queue: asyncio.Queue[Page | None] = asyncio.Queue()
+    held = 0
+    room = asyncio.Condition()
 
     async def produce() -> None:
+        nonlocal held
         async for page in pages:
-            await queue.put(page)
-        await queue.put(None)
+            async with room:
+                await room.wait_for(lambda: held < max_bytes)
+                held += len(page.text)
+            queue.put_nowait(page)
+        queue.put_nowait(None)
+
+    async def take(page: Page) -> None:
+        nonlocal held
+        async with room:
+            held -= len(page.text)
+            room.notify()
+        await load.add(page.text, page.records)
 
     producer = asyncio.create_task(produce())
     try:
@@ -364,7 +378,7 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256
                 page = getter.result()
             if page is None:
                 break
-            await load.add(page.text, page.records)
+            await take(page)
             # Take what is already queued without yielding: page by page, the producer would
             # refill each freed slot, find the queue full when a flush starts, and sit idle
             # for the whole flush instead of fetching the next batch.
@@ -372,7 +386,7 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, depth: int = 256
                 page = queue.get_nowait()
                 if page is None:
                     return
-                await load.add(page.text, page.records)
+                await take(page)
     finally:
         if not producer.done():
             producer.cancel()
