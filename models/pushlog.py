@@ -5,7 +5,7 @@ The times are epoch milliseconds (absolute instants), so no zone is involved in 
 them; the monthly partitions and the request windows are in PUSHLOG_TIMEZONE.
 """
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import loaded_at, metadata, raw_table, tstz
@@ -14,6 +14,12 @@ raw_pushlog = raw_table(
     "pushlog",
     "Alibaba Cloud VMS CloudListCurlLog records (push/webhook logs), verbatim; "
     "record_key is '<EnterpriseId>:<Id>'.",
+)
+# An incremental refresh prunes raw rows by delivery time within its range (migration 0008).
+Index(
+    "ix_pushlog_partition_create_time",
+    raw_pushlog.c.partition_key,
+    text("core.try_epoch_ms(record->'CreateTime')"),
 )
 
 pushlog_cursor = Table(

@@ -336,7 +336,7 @@ class PartitionLoad:
         self.result.rows_removed[target.table] = cur.rowcount
 
 
-async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 64 << 20) -> None:
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 16 << 20) -> None:
     """Feed ``pages`` into ``load`` through a queue bounded by the size of the pages it holds
     (a CRM page is 40 KB, a push-log page 1 MB), so fetching goes on while PostgreSQL works
     on the previous batch and memory stays bounded whatever the vendor's page size.

@@ -192,9 +192,10 @@ class ISalesClient:
         self, vdn: int, begin: str, finish: str, counts: list[int | None]
     ) -> AsyncIterator[Page]:
         """``offset`` paging over one range. The first page gives ``count``; the remaining
-        offsets are then fetched concurrently, in order. ``count`` does not end the walk on
-        its own: the open week grows while it is paged, so a full last page leads to one
-        more request, and a short page ends it wherever it comes."""
+        offsets are then fetched concurrently, in order. The walk ends on a short page, or
+        once ``count`` records are in; only when a full last page leaves it short of
+        ``count`` (the open week grew while it was paged) does it ask once more. Records
+        that arrive after ``count`` was read are the next refresh's."""
         path = CALLLOGS.format(vdn=vdn)
         limit = self.limit
 
@@ -214,14 +215,18 @@ class ISalesClient:
         last = first
         # Up to the offset that count says holds the last record.
         stop = max(1, math.ceil((first.total or 0) / limit)) * limit
+        received = first.records
         async with aclosing(
             ordered_prefetch(range(limit, stop, limit), fetch, self.http.concurrency)
         ) as pages:
             async for page in pages:
                 last = page
+                received += page.records
                 yield page
                 if page.records < limit:
                     return
+        if first.total is not None and received >= first.total:
+            return
         offset = stop
         while last.records >= limit:
             last = await fetch(offset)
