@@ -155,6 +155,9 @@ def run_month(args: argparse.Namespace, cfg: dict, admin_url: str) -> dict[str, 
     out: dict[str, Any] = {"month": month, "days": days, "records": n}
     note(f"  month {month}: fetch ...")
     out["fetch"] = _in_child(measure_fetch, cfg)
+    out["requests_minimum"] = days * (cfg["volume"] // PAGE + 1)
+    if args.fetch_only:
+        return out
     note(f"  month {month}: e2e ...")
     with fresh_database(admin_url, "pushlog", args.keep) as e2e_url:
         out["e2e"] = _in_child(measure_e2e, {**cfg, "url": e2e_url})
@@ -170,7 +173,6 @@ def run_month(args: argparse.Namespace, cfg: dict, admin_url: str) -> dict[str, 
                     "raw_table": normalize.PUSH_LOGS.raw_table,
                 },
             )
-    out["requests_minimum"] = days * (cfg["volume"] // PAGE + 1)
     slower = min(out["fetch"]["rec_per_s"], out["copy"]["rec_per_s"])
     out["e2e_over_slower_half"] = round(out["e2e"]["rec_per_s"] / slower, 3)
     return out
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--refresh-minutes", type=float, nargs="+", default=[10, 60], help="clock steps before each refresh"
     )
+    parser.add_argument("--fetch-only", action="store_true", help="month part: the fetch measurement only")
     parser.add_argument("--concurrency", type=int, default=8, help="PushLogResource.concurrency (default 8)")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
@@ -248,7 +251,15 @@ def main(argv: list[str] | None = None) -> None:
         if "refresh" in args.parts:
             out["refresh"] = run_refresh(args, dict(cfg), admin_url, root)
     print(f"Push logs {TABLE}, volume {volume:,}/day; {where}; {os.cpu_count()} CPUs")
-    if "month" in out:
+    if "month" in out and args.fetch_only:
+        f = out["month"]["fetch"]
+        print(
+            f"\nclosed month {out['month']['month']}, fetch only: {f['rec_per_s']:,} rec/s, {f['seconds']} s,"
+        )
+        print(
+            f"requests {f['requests']} (minimum {out['month']['requests_minimum']}), CPU cli/sim/other {cpu_cols(f, ('client', 'simulator', 'other'))}, RSS {f['peak_rss_mib']:.0f} MiB"
+        )
+    elif "month" in out:
         m = out["month"]
         f, c, e = m["fetch"], m["copy"], m["e2e"]
         print(
