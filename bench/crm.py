@@ -20,12 +20,13 @@ import os
 import pstats
 import resource
 import shutil
+import signal
 import sys
 import time
+import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
@@ -488,10 +489,34 @@ def measure_e2e(cfg: dict) -> dict[str, Any]:
 # the driver
 
 
+def _child_main(fn: Any, cfg: dict, conn: Any) -> None:
+    try:
+        conn.send(("ok", fn(cfg)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+
+
 def _in_child(fn: Any, cfg: dict) -> dict[str, Any]:
-    """Run ``fn(cfg)`` in a fresh spawned process, so its peak RSS is its own."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, cfg).result()
+    """Run ``fn(cfg)`` in a fresh spawned process, so its peak RSS is its own; the child is
+    stopped if this process is interrupted."""
+    ctx = get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(fn, cfg, sender), name=f"bench-{fn.__name__}")
+    proc.start()
+    sender.close()
+    try:
+        status, value = receiver.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"{fn.__name__}: the child died (exit code {proc.exitcode})") from None
+    except BaseException:  # interrupted: stop the child too
+        proc.terminate()
+        proc.join()
+        raise
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed in its child:\n{value}")
+    return value
 
 
 def _with_db(url: str, db: str) -> str:
@@ -664,6 +689,8 @@ def main(argv: list[str] | None = None) -> None:
         "--keep", action="store_true", help="keep the databases (useful with BENCH_WAREHOUSE_URL)"
     )
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: the simulator and the embedded server stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     code = _code_version()
     rows = []
