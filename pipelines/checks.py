@@ -11,11 +11,7 @@ import psycopg
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 from psycopg import sql
 
-from pipelines.loader import LoadResult
-
-
-def _ident(qualified: str) -> sql.Composable:
-    return sql.Identifier(*qualified.split("."))
+from pipelines.loader import LoadResult, qualified_ident
 
 
 def _window_clause(time_column: str | None) -> sql.Composable:
@@ -101,7 +97,7 @@ def required_not_null(
         sql.SQL("count(*) FILTER (WHERE {c} IS NULL)").format(c=sql.Identifier(c)) for c in columns
     )
     query = sql.SQL("SELECT {counts} FROM {table} WHERE {scope}").format(
-        counts=counts, table=_ident(table), scope=_window_clause(time_column if window else None)
+        counts=counts, table=qualified_ident(table), scope=_window_clause(time_column if window else None)
     )
     lo, hi = window or (None, None)
     row = conn.execute(query, {"lo": lo, "hi": hi}).fetchone() or ()
@@ -130,7 +126,7 @@ def known_enums(
             "AND NOT ({c}::text = ANY(%(allowed)s)) GROUP BY 1 ORDER BY 2 DESC LIMIT 20"
         ).format(
             c=sql.Identifier(column),
-            table=_ident(table),
+            table=qualified_ident(table),
             scope=_window_clause(time_column if window else None),
         )
         rows = conn.execute(query, {"lo": lo, "hi": hi, "allowed": [str(v) for v in values]}).fetchall()

@@ -159,8 +159,12 @@ class HttpClient:
         concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        auth_hint: str | None = None,
     ) -> None:
         self.vendor = vendor
+        # Set by vendors that answer refused credentials with HTTP 401/403 (rather than an
+        # error body worth reading): those statuses then raise VendorAuthError with this hint.
+        self.auth_hint = auth_hint
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -199,7 +203,6 @@ class HttpClient:
         *,
         endpoint: str | None = None,
         check: Check | None = None,
-        on_auth_error: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> Reply:
         """Send one request and return its decoded JSON, after ``check`` accepted it.
@@ -232,9 +235,10 @@ class HttpClient:
                     last = VendorHTTPError(
                         self.vendor, endpoint, status, response.reason_phrase or "server error"
                     )
-                elif status in (401, 403) and on_auth_error is not None:
-                    on_auth_error()
-                    raise VendorAuthError(self.vendor, endpoint, status, "credentials rejected")
+                elif status in (401, 403) and self.auth_hint is not None:
+                    raise VendorAuthError(
+                        self.vendor, endpoint, status, "credentials rejected", self.auth_hint
+                    )
                 else:
                     try:
                         text = response.content.decode("utf-8")

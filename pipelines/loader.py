@@ -88,7 +88,7 @@ class LoadResult:
         return out
 
 
-def _ident(qualified: str) -> sql.Composable:
+def qualified_ident(qualified: str) -> sql.Composable:
     return sql.Identifier(*qualified.split("."))
 
 
@@ -214,7 +214,7 @@ class PartitionLoad:
                 "ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
                 "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
                 "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
-            ).format(raw=_ident(self.spec.raw_table)),
+            ).format(raw=qualified_ident(self.spec.raw_table)),
             self.params,
         )
         for target in self.spec.targets:
@@ -253,7 +253,7 @@ class PartitionLoad:
                 "ON CONFLICT ({key}) DO UPDATE SET {set_clause}"
             ).format(
                 select=sql.SQL(select_sql),
-                table=_ident(target.table),
+                table=qualified_ident(target.table),
                 cols=_cols(target.columns),
                 key=_cols(target.key),
                 set_clause=set_clause,
@@ -286,7 +286,7 @@ class PartitionLoad:
             await cur.execute(
                 sql.SQL(
                     "DELETE FROM {raw} WHERE partition_key = %(partition_key)s AND fetched_at < %(fetched_at)s{scope}"
-                ).format(raw=_ident(self.spec.raw_table), scope=raw_scope),
+                ).format(raw=qualified_ident(self.spec.raw_table), scope=raw_scope),
                 {**self.params, "lo": lo, "hi": hi},
             )
         if complete and whole_window:
@@ -298,7 +298,7 @@ class PartitionLoad:
             )
         await cur.execute(
             sql.SQL("SELECT count(*) FROM {raw} WHERE partition_key = %s AND fetched_at = %s").format(
-                raw=_ident(self.spec.raw_table)
+                raw=qualified_ident(self.spec.raw_table)
             ),
             (self.partition_key, self.fetched_at),
         )
@@ -331,7 +331,7 @@ class PartitionLoad:
                 "WHERE {scope} AND _loaded_at < %(fetched_at)s AND _gone_at IS NULL"
             )
         await cur.execute(
-            stmt.format(table=_ident(target.table), scope=scope), {**self.params, "lo": lo, "hi": hi}
+            stmt.format(table=qualified_ident(target.table), scope=scope), {**self.params, "lo": lo, "hi": hi}
         )
         self.result.rows_removed[target.table] = cur.rowcount
 

@@ -95,13 +95,7 @@ class CrmClient:
         self.page_size = page_size
 
     async def _get(self, path: str, params: dict | None = None) -> Reply:
-        return await self.http.request_json(
-            "GET", path, params=params, check=check_envelope(path), on_auth_error=self._auth_failed
-        )
-
-    def _auth_failed(self) -> None:
-        # Raised by HttpClient as VendorAuthError; nothing else to clean up here.
-        return None
+        return await self.http.request_json("GET", path, params=params, check=check_envelope(path))
 
     async def call_log_pages(self, start: datetime, end: datetime) -> AsyncIterator[Page]:
         """Every page of ``/v1/callLogs`` for the window [start, end).
@@ -169,7 +163,6 @@ class CrmClient:
                 "/v1/callLogs/search",
                 json={"masterUserId": master_user_id, "pageNum": page_num, "pageSize": self.page_size},
                 check=check_envelope("/v1/callLogs/search"),
-                on_auth_error=self._auth_failed,
             )
             data = reply.payload.get("data")
             rows = (data.get("list") if isinstance(data, dict) else data) or []
@@ -216,5 +209,6 @@ class CrmResource(ConfigurableResource):
             burst=self.concurrency,
             concurrency=self.concurrency,
             transport=transport,
+            auth_hint=f"Check {CREDENTIAL_VARS}.",
         )
         return CrmClient(http, self.page_size)

@@ -160,20 +160,13 @@ class ISalesClient:
         self.limit = limit
 
     async def _post(self, path: str, body: dict[str, Any]) -> Reply:
-        try:
-            return await self.http.request_json(
-                "POST",
-                path,
-                content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-                headers={"Content-Type": CONTENT_TYPE},
-                check=check_envelope(path),
-                on_auth_error=lambda: None,
-            )
-        except VendorAuthError as exc:
-            if exc.hint:
-                raise
-            # HttpClient raises 401/403 without a hint: name what to check.
-            raise VendorAuthError(VENDOR, exc.endpoint, exc.code, exc.meaning, CREDENTIALS_HINT) from None
+        return await self.http.request_json(
+            "POST",
+            path,
+            content=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            headers={"Content-Type": CONTENT_TYPE},
+            check=check_envelope(path),
+        )
 
     async def call_log_pages(
         self, vdn: int, start: datetime, end: datetime, pull: VdnPull
@@ -310,5 +303,6 @@ class ISalesResource(ConfigurableResource):
             burst=self.concurrency,
             concurrency=self.concurrency,
             transport=transport,
+            auth_hint=CREDENTIALS_HINT,
         )
         return ISalesClient(http, self.zone(), self.limit)
