@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, Table, Text, text
+from sqlalchemy import Column, DateTime, Index, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMAS = ("raw", "core", "mart")
@@ -56,4 +56,4 @@ def raw_table(name: str, comment: str) -> Table:
     return table
 
 
-__all__ = ["BigInteger", "text", "metadata", "raw_table", "tstz", "loaded_at", "gone_at", "SCHEMAS"]
+__all__ = ["metadata", "raw_table", "tstz", "loaded_at", "gone_at", "SCHEMAS"]
