@@ -361,7 +361,7 @@ class _Explain:
 
         async def explained(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
             text = query if isinstance(query, str) else query.as_string(self.connection)
-            if text.startswith("INSERT INTO _stage_records"):
+            if text.startswith("WITH _stage_records"):
                 explain.seen += 1
             if explain.seen != explain.batch or not text.startswith(("INSERT", "WITH")):
                 return await execute(self, query, params, **kw)

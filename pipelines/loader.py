@@ -109,7 +109,7 @@ class PartitionLoad:
         window: tuple[datetime, datetime],
         fetched_at: datetime,
         params: Mapping[str, Any] | None = None,
-        batch_records: int = 20_000,
+        batch_records: int = 5_000,
     ) -> None:
         self.conn = conn
         self.spec = spec
@@ -143,15 +143,12 @@ class PartitionLoad:
         )
         # Dropped first: a load nested in a caller's transaction (a savepoint) leaves the
         # previous load's temp tables until the outer commit.
-        await self.conn.execute("DROP TABLE IF EXISTS _stage_pages, _stage_records")
+        await self.conn.execute("DROP TABLE IF EXISTS _stage_pages")
         # Sorts (DISTINCT ON) and the materialized typed rows of a batch fit in memory.
         await self.conn.execute("SET LOCAL work_mem = '64MB'")
         await self.conn.execute("CREATE TEMP TABLE _stage_pages (body text) ON COMMIT DROP")
         # Page bodies are read once: compressing them on the way in is wasted work.
         await self.conn.execute("ALTER TABLE _stage_pages ALTER COLUMN body SET STORAGE EXTERNAL")
-        await self.conn.execute(
-            "CREATE TEMP TABLE _stage_records (record_key text, rec jsonb) ON COMMIT DROP"
-        )
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -177,90 +174,118 @@ class PartitionLoad:
                 await copy.write_row((body,))
         self._buffer.clear()
         self._buffered = 0
-        await cur.execute("TRUNCATE _stage_records")
-        # DISTINCT ON keeps one record per key: offset paging can repeat a record across
-        # pages, and ON CONFLICT cannot touch one row twice in a statement. Keyless records
-        # are told apart by their content, so each distinct one reaches raw.rejects.
-        await cur.execute(
+        counts = None
+        if any(t.fast_select_sql is not None for t in self.spec.targets):
+            try:
+                async with self.conn.transaction():  # a savepoint: a refused batch leaves no trace
+                    counts = await self._land_batch(cur, fast=True)
+            except psycopg.errors.DataError:
+                pass  # a value the plain casts refuse: the guarded SELECTs reject just that record
+        if counts is None:
+            counts = await self._land_batch(cur, fast=False)
+        for target, n in zip(self.spec.targets, counts, strict=True):
+            self.result.rows_upserted[target.table] += n
+        await cur.execute("TRUNCATE _stage_pages")
+        self.result.batches += 1
+
+    async def _land_batch(self, cur: psycopg.AsyncCursor, *, fast: bool) -> list[int]:
+        """Land the staged pages in raw and every core target in one statement; return the
+        rows upserted per target."""
+        await cur.execute(self._batch_sql(fast), self._batch_params)
+        row = await cur.fetchone()
+        assert row is not None
+        return [int(n) for n in row]
+
+    @property
+    def _batch_params(self) -> dict[str, Any]:
+        targets = {f"target_{i}": t.table for i, t in enumerate(self.spec.targets)}
+        return {**self.params, **targets, "raw_table": self.spec.raw_table}
+
+    def _batch_sql(self, fast: bool) -> sql.Composed:
+        # One statement of data-modifying CTEs: the records are exploded once, held in
+        # memory (MATERIALIZED) and read by every step, instead of written to a temp table
+        # and read back per step. The CTE is named like the table the sources' SELECTs read.
+        # All steps see the same snapshot: the DELETE of earlier rejections never sees the
+        # rejections this statement adds.
+        steps: list[sql.Composable] = [
+            # DISTINCT ON keeps one record per key: offset paging can repeat a record across
+            # pages, and ON CONFLICT cannot touch one row twice in a statement. Keyless
+            # records are told apart by their content, so each distinct one reaches
+            # raw.rejects.
             sql.SQL(
-                "INSERT INTO _stage_records (record_key, rec) "
-                "SELECT DISTINCT ON (k, CASE WHEN k IS NULL THEN rec END) k, rec FROM ("
+                "_stage_records AS MATERIALIZED ("
+                "SELECT DISTINCT ON (k, CASE WHEN k IS NULL THEN rec END) k AS record_key, rec FROM ("
                 " SELECT ({key}) AS k, e.rec FROM _stage_pages p,"
                 " jsonb_array_elements(COALESCE(p.body::jsonb #> %(records_path)s::text[], '[]'::jsonb)) AS e(rec)"
-                ") x"
+                ") x)"
             ).format(key=sql.SQL(self.spec.key_sql)),
-            self.params,
-        )
-        await cur.execute("TRUNCATE _stage_pages")
-        # A record fetched again replaces its earlier rejection (it may type now); rejections
-        # of records this pull did not reach stay, so an incremental pull loses none.
-        await cur.execute(
-            "DELETE FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
-            "AND partition_key = %(partition_key)s "
-            "AND record_key IN (SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL)",
-            self.params,
-        )
-        await cur.execute(
-            "INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at) "
-            "SELECT %(raw_table)s, %(partition_key)s, NULL, 'the record has no natural key', rec, %(fetched_at)s "
-            "FROM _stage_records WHERE record_key IS NULL",
-            {**self.params, "raw_table": self.spec.raw_table},
-        )
-        await cur.execute(
+            # A record fetched again replaces its earlier rejection (it may type now);
+            # rejections of records this pull did not reach stay, so an incremental pull
+            # loses none.
             sql.SQL(
-                "INSERT INTO {raw} (record_key, partition_key, window_start, window_end, fetched_at, record) "
+                "settled AS (DELETE FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
+                "AND partition_key = %(partition_key)s "
+                "AND record_key IN (SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL))"
+            ),
+            sql.SQL(
+                "keyless AS (INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at) "
+                "SELECT %(raw_table)s, %(partition_key)s, NULL, 'the record has no natural key', rec, %(fetched_at)s "
+                "FROM _stage_records WHERE record_key IS NULL)"
+            ),
+            sql.SQL(
+                "landed AS (INSERT INTO {raw} (record_key, partition_key, window_start, window_end, fetched_at, record) "
                 "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
                 "FROM _stage_records WHERE record_key IS NOT NULL "
                 "ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
                 "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
-                "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
+                "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record)"
             ).format(raw=qualified_ident(self.spec.raw_table)),
-            self.params,
+        ]
+        counts: list[sql.Composable] = []
+        for i, target in enumerate(self.spec.targets):
+            select = target.fast_select_sql if fast and target.fast_select_sql else target.select_sql
+            steps.extend(self._target_steps(i, target, select))
+            counts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"up_{i}")))
+        return sql.SQL("WITH {steps} SELECT {counts}").format(
+            steps=sql.SQL(", ").join(steps), counts=sql.SQL(", ").join(counts)
         )
-        for target in self.spec.targets:
-            await self._load_target(cur, target)
-        self.result.batches += 1
 
-    async def _load_target(self, cur: psycopg.AsyncCursor, target: CoreTarget) -> None:
-        if target.fast_select_sql is not None:
-            try:
-                async with self.conn.transaction():  # a savepoint: a refused batch leaves no trace
-                    await self._upsert(cur, target, target.fast_select_sql)
-                return
-            except psycopg.errors.DataError:
-                pass  # a value the plain casts refuse: the guarded SELECT rejects just that record
-        await self._upsert(cur, target, target.select_sql)
-
-    async def _upsert(self, cur: psycopg.AsyncCursor, target: CoreTarget, select_sql: str) -> None:
-        # One statement: the typed rows are computed once (MATERIALIZED) and feed both the
-        # rejects and the upsert.
+    @staticmethod
+    def _target_steps(i: int, target: CoreTarget, select_sql: str) -> list[sql.Composable]:
+        # The typed rows are computed once (MATERIALIZED) and feed both the rejects and the
+        # upsert.
         updates = [c for c in target.columns if c not in target.key]
         set_clause = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in (*updates, "_loaded_at")
         )
         if target.on_missing == "mark_gone":
             set_clause = sql.SQL("{}, _gone_at = NULL").format(set_clause)
-        await cur.execute(
+        n, rejected, up = (sql.Identifier(f"{name}_{i}") for name in ("n", "rejected", "up"))
+        return [
+            sql.SQL("{n} AS MATERIALIZED ({select})").format(n=n, select=sql.SQL(select_sql)),
             sql.SQL(
-                "WITH n AS MATERIALIZED ({select}), "
-                "rejected AS ("
+                "{rejected} AS ("
                 " INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at)"
-                " SELECT %(target)s, %(partition_key)s, s.record_key, r._reject, s.rec, %(fetched_at)s"
-                " FROM (SELECT DISTINCT _record_key, _reject FROM n WHERE _reject IS NOT NULL) r"
-                " JOIN _stage_records s ON s.record_key = r._record_key) "
-                "INSERT INTO {table} ({cols}, _loaded_at) "
-                "SELECT DISTINCT ON ({key}) {cols}, %(fetched_at)s FROM n WHERE _reject IS NULL "
-                "ON CONFLICT ({key}) DO UPDATE SET {set_clause}"
+                " SELECT {name}, %(partition_key)s, s.record_key, r._reject, s.rec, %(fetched_at)s"
+                " FROM (SELECT DISTINCT _record_key, _reject FROM {n} WHERE _reject IS NOT NULL) r"
+                " JOIN _stage_records s ON s.record_key = r._record_key"
+                # Evaluated once, before the join: a batch without rejects (the usual one)
+                # skips hashing its records.
+                " WHERE EXISTS (SELECT FROM {n} WHERE _reject IS NOT NULL))"
+            ).format(rejected=rejected, n=n, name=sql.Placeholder(f"target_{i}")),
+            sql.SQL(
+                "{up} AS (INSERT INTO {table} ({cols}, _loaded_at) "
+                "SELECT DISTINCT ON ({key}) {cols}, %(fetched_at)s FROM {n} WHERE _reject IS NULL "
+                "ON CONFLICT ({key}) DO UPDATE SET {set_clause} RETURNING 1)"
             ).format(
-                select=sql.SQL(select_sql),
+                up=up,
+                n=n,
                 table=qualified_ident(target.table),
                 cols=_cols(target.columns),
                 key=_cols(target.key),
                 set_clause=set_clause,
             ),
-            {**self.params, "target": target.table},
-        )
-        self.result.rows_upserted[target.table] += cur.rowcount
+        ]
 
     async def finish(
         self, complete: bool, pulled_range: tuple[datetime, datetime] | None = None
