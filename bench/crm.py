@@ -149,7 +149,7 @@ def _crm_resource(cfg: dict) -> Any:
         email=EMAIL,
         secret_key=SECRET_KEY,
         rate_per_s=0,  # no client-side limit: the simulator has none
-        concurrency=cfg["concurrency"],
+        **({"concurrency": cfg["concurrency"]} if cfg["concurrency"] else {}),
     )
 
 
@@ -669,7 +669,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.crm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000], help="calls per day")
     parser.add_argument("--day", help="partition key (default: two days ago in CRM_TIMEZONE)")
-    parser.add_argument("--concurrency", type=int, default=8, help="CrmResource.concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="CrmResource.concurrency (default: its own default)"
+    )
     parser.add_argument(
         "--e2e",
         choices=["dagster", "direct"],

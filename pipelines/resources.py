@@ -24,6 +24,13 @@ def rate(source: str, default: float) -> float:
     return float(value) if value else default
 
 
+def concurrency(source: str) -> dict[str, int]:
+    """``<SOURCE>_CONCURRENCY`` overrides how many requests a client keeps in flight; unset,
+    the resource's own default applies."""
+    value = os.environ.get(f"{source.upper()}_CONCURRENCY")
+    return {"concurrency": int(value)} if value else {}
+
+
 def build_resources() -> dict[str, object]:
     return {
         "warehouse": WarehouseResource(
@@ -35,6 +42,7 @@ def build_resources() -> dict[str, object]:
             secret_key=EnvVar("CRM_SECRET_KEY"),
             agent_ids=os.environ.get("CRM_AGENT_IDS", ""),
             rate_per_s=rate("crm", 20.0),
+            **concurrency("crm"),
         ),
         "isales": ISalesResource(
             base_url=EnvVar("ISALES_BASE_URL"),
@@ -44,6 +52,7 @@ def build_resources() -> dict[str, object]:
             timezone=settings.timezone("isales"),
             sign_variant=os.environ.get("ISALES_SIGN_VARIANT") or "hex",
             rate_per_s=rate("isales", 20.0),
+            **concurrency("isales"),
         ),
         "pushlog": PushLogResource(
             base_url=EnvVar("PUSHLOG_BASE_URL"),
@@ -51,6 +60,7 @@ def build_resources() -> dict[str, object]:
             access_key_secret=EnvVar("PUSHLOG_ACCESS_KEY_SECRET"),
             enterprise_id=EnvVar("PUSHLOG_ENTERPRISE_ID"),
             rate_per_s=rate("pushlog", 20.0),
+            **concurrency("pushlog"),
         ),
         "trtc": TrtcResource(
             base_url=EnvVar("TRTC_BASE_URL"),
@@ -58,5 +68,6 @@ def build_resources() -> dict[str, object]:
             secret_key=EnvVar("TRTC_SECRET_KEY"),
             admin_identifier=EnvVar("TRTC_ADMIN_IDENTIFIER"),
             rate_per_s=rate("trtc", 190.0),
+            **concurrency("trtc"),
         ),
     }

@@ -46,3 +46,16 @@ def test_schedules_refresh_the_open_and_previous_partition() -> None:
     context = build_schedule_context(scheduled_execution_time=at, repository_def=repo)
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-21", "2026-11-22"]
+
+
+def test_rate_and_concurrency_come_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
+    from pipelines.resources import build_resources
+
+    defaults = build_resources()
+    assert defaults["crm"].concurrency == 4 and defaults["crm"].rate_per_s == 20.0
+    monkeypatch.setenv("CRM_CONCURRENCY", "2")
+    monkeypatch.setenv("TRTC_RATE_PER_S", "50")
+    tuned = build_resources()
+    assert tuned["crm"].concurrency == 2
+    assert tuned["trtc"].rate_per_s == 50.0
+    assert tuned["isales"].concurrency == defaults["isales"].concurrency
