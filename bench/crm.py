@@ -218,7 +218,7 @@ def measure_copy(cfg: dict) -> dict[str, Any]:
         client = crm.client()
         async with client.http:
             async for page in client.call_log_pages(start, end):
-                records = json.loads(page.text)["data"]["list"]
+                records = json.loads(page.body)["data"]["list"]
                 n += len(records)
                 typed.append(
                     "".join(

@@ -121,20 +121,23 @@ Check = Callable[[Any], None]
 
 @dataclass(frozen=True)
 class Page:
-    """One page of records as a client yields it: the body text (landed verbatim), how many
-    records it holds, and the total the API reported, if it reports one."""
+    """One page of records as a client yields it: the body (UTF-8 JSON, landed verbatim), how
+    many records it holds, and the total the API reported, if it reports one.
 
-    text: str
+    The body stays bytes from the socket to ``COPY``: never decoded into a str the loader
+    would encode again, and its length is the memory it holds."""
+
+    body: bytes
     records: int
     total: int | None = None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A decoded answer and its body text, which the loader lands verbatim."""
+    """A decoded answer and its body (UTF-8 JSON), which the loader lands verbatim."""
 
     payload: Any
-    text: str
+    body: bytes
 
 
 class HttpClient:
@@ -241,8 +244,8 @@ class HttpClient:
                     )
                 else:
                     try:
-                        text = response.content.decode("utf-8")
-                        payload = json.loads(text)
+                        body = response.content
+                        payload = json.loads(body)  # bytes: decoded as UTF-8, or raises
                     except ValueError as exc:
                         last = VendorResponseError(
                             self.vendor,
@@ -261,7 +264,7 @@ class HttpClient:
                                 raise
                             last = exc
                         else:
-                            return Reply(payload, text)
+                            return Reply(payload, body)
             if attempt < self.max_retries:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         assert last is not None

@@ -4,10 +4,10 @@
 A partition's load is one transaction:
 
 1. an advisory lock on (table, partition), so two runs of one partition queue rather than race;
-2. per batch of pages: ``COPY`` the page bodies (JSON text, unparsed) into a temp table;
-   PostgreSQL explodes the record array, lands each record in ``raw.<source>`` (upsert by
-   natural key), and upserts the typed rows into ``core`` in one set-based statement per
-   table; records the normalizing SELECT cannot type go to ``raw.rejects`` with the reason;
+2. per batch of pages (5k records): ``COPY`` the page bodies (JSON text, unparsed) into a
+   temp table; then one statement explodes the record arrays, lands each record in
+   ``raw.<source>`` (upsert by natural key) and upserts the typed rows into every ``core``
+   target; records the normalizing SELECT cannot type go to ``raw.rejects`` with the reason;
 3. at the end, when the pull was complete, the window's rows that this pull did not return
    are removed (facts) or marked gone (dimensions), limited to the range actually pulled,
    so a reload never deletes what the vendor can no longer return.
@@ -127,7 +127,7 @@ class PartitionLoad:
         }
         self.batch_records = batch_records
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
-        self._buffer: list[str] = []
+        self._buffer: list[bytes] = []
         self._buffered = 0
         self._tx: Any = None
 
@@ -154,8 +154,8 @@ class PartitionLoad:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         await self._tx.__aexit__(exc_type, exc, tb)
 
-    async def add(self, body: str, records: int) -> None:
-        """Queue one page body (the vendor's JSON text) holding ``records`` records."""
+    async def add(self, body: bytes, records: int) -> None:
+        """Queue one page body (the vendor's UTF-8 JSON) holding ``records`` records."""
         self._buffer.append(body)
         self._buffered += records
         self.result.records_received += records
@@ -167,9 +167,9 @@ class PartitionLoad:
             return
         cur = self.conn.cursor()
         # Binary COPY: a page body goes as length-prefixed bytes, with no escaping on
-        # either side.
+        # either side; the text column's input checks that they are valid UTF-8.
         async with cur.copy("COPY _stage_pages (body) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["text"])
+            copy.set_types(["bytea"])
             for body in self._buffer:
                 await copy.write_row((body,))
         self._buffer.clear()
@@ -377,16 +377,16 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int =
         async for page in pages:
             async with room:
                 await room.wait_for(lambda: held < max_bytes)  # noqa: B023 (reads the current value on purpose)
-                held += len(page.text)
+                held += len(page.body)
             queue.put_nowait(page)
         queue.put_nowait(None)
 
     async def take(page: Page) -> None:
         nonlocal held
         async with room:
-            held -= len(page.text)
+            held -= len(page.body)
             room.notify()
-        await load.add(page.text, page.records)
+        await load.add(page.body, page.records)
 
     producer = asyncio.create_task(produce())
     try:

@@ -136,7 +136,7 @@ def test_paging_fetches_the_minimum_and_stops_on_the_short_page(
     assert [p.records for p in pages] == [100, 100, 10]
     assert pull.api_count == 210 and pull.pages == 3 and pull.records == 210
     assert small_sim.state.requests["isales /rest/isales/v1/openapi/campaigns/{vdnId}/calllogs"] == 3
-    ids = [r["id"] for p in pages for r in json.loads(p.text)["result"]]
+    ids = [r["id"] for p in pages for r in json.loads(p.body)["result"]]
     assert len(set(ids)) == 210
 
 

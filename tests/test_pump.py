@@ -31,7 +31,7 @@ def test_queue_is_bounded_by_bytes_and_every_page_arrives() -> None:
         for _ in range(200):
             produced += 1000
             ahead = max(ahead, produced - load.consumed)
-            yield Page("x" * 1000, 10)
+            yield Page(b"x" * 1000, 10)
 
     asyncio.run(pump(pages(), load, max_bytes=10_000))  # type: ignore[arg-type]
     assert load.pages == 200
@@ -42,7 +42,7 @@ def test_a_fetch_error_propagates() -> None:
     load = SlowLoad()
 
     async def pages():  # noqa: ANN202
-        yield Page("{}", 1)
+        yield Page(b"{}", 1)
         raise RuntimeError("vendor went away")
 
     with pytest.raises(RuntimeError, match="vendor went away"):

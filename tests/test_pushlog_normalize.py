@@ -75,7 +75,7 @@ async def _land(url: str, records: list[dict]) -> None:
             conn, normalize.PUSH_LOGS, partition_key="2026-03-01", window=MARCH, fetched_at=datetime.now(UTC)
         ) as load,
     ):
-        await load.add(body, len(records))
+        await load.add(body.encode(), len(records))
         await load.finish(complete=True)
 
 

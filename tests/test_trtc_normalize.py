@@ -57,7 +57,7 @@ def load(url: str, *pages: dict, sdk_app_id: str = "88888888") -> object:
             ) as pl,
         ):
             for page in pages:
-                await pl.add(json.dumps(page), len(page["data"]["callRecordList"]))
+                await pl.add(json.dumps(page).encode(), len(page["data"]["callRecordList"]))
             return await pl.finish(complete=True)
 
     return asyncio.run(go())

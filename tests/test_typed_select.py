@@ -82,8 +82,8 @@ def test_loader_falls_back_for_a_refused_batch_only(warehouse_url: str, db: psyc
     from pipelines.loader import PartitionLoad
     from pipelines.sources.crm.normalize import CALL_LOGS
 
-    def page(records: list[dict]) -> str:
-        return json.dumps({"code": 200, "data": {"list": records, "total": 3}})
+    def page(records: list[dict]) -> bytes:
+        return json.dumps({"code": 200, "data": {"list": records, "total": 3}}).encode()
 
     async def load() -> None:
         async with await psycopg.AsyncConnection.connect(warehouse_url) as conn:

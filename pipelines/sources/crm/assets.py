@@ -219,7 +219,7 @@ def dim_crm_hangup_reason(crm: CrmResource, warehouse: WarehouseResource) -> Mat
                 conn, normalize.HANGUP_REASONS, partition_key="snapshot", window=(now, now), fetched_at=now
             ) as load:
                 page = await client.hangup_reasons()
-                await load.add(page.text, page.records)
+                await load.add(page.body, page.records)
                 await load.finish(complete=True)
             return load.result, client.http.stats
 

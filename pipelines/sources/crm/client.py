@@ -116,7 +116,7 @@ class CrmClient:
             total = data.get("total")
             self.http.stats.pages += 1
             return Page(
-                reply.text,
+                reply.body,
                 len(rows),
                 int(total) if isinstance(total, int | str) and str(total).isdigit() else None,
             )
@@ -140,13 +140,13 @@ class CrmClient:
         reply = await self._get("/v1/callLogs/view", {"callId": call_id})
         data = reply.payload.get("data")
         self.http.stats.pages += 1
-        return Page(reply.text, len(data) if isinstance(data, list) else 0)
+        return Page(reply.body, len(data) if isinstance(data, list) else 0)
 
     async def hangup_reasons(self) -> Page:
         reply = await self._get("/v1/hangupReasons")
         data = reply.payload.get("data")
         self.http.stats.pages += 1
-        return Page(reply.text, len(data) if isinstance(data, list) else 0)
+        return Page(reply.body, len(data) if isinstance(data, list) else 0)
 
     async def agent_call_pages(self, master_user_id: int) -> AsyncIterator[Page]:
         """An agent's recent calls from ``/v1/callLogs/search``.
@@ -173,7 +173,7 @@ class CrmClient:
                 return
             seen |= ids
             total = data.get("total") if isinstance(data, dict) else None
-            yield Page(reply.text, len(rows), total if isinstance(total, int) else None)
+            yield Page(reply.body, len(rows), total if isinstance(total, int) else None)
             if len(rows) < self.page_size or (isinstance(total, int) and len(seen) >= total):
                 return
             page_num += 1

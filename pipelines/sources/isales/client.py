@@ -133,19 +133,19 @@ def _count(payload: dict) -> int | None:
     return None
 
 
-def _records(reply: Reply, field: str, endpoint: str) -> tuple[list, str]:
-    """The record array of an answer and the body text to land.
+def _records(reply: Reply, field: str, endpoint: str) -> tuple[list, bytes]:
+    """The record array of an answer and the body to land.
 
     ``result`` is documented as one object but answers as an array: an object is landed as a
     one-record array (the record itself stays verbatim). Anything else is a drifted answer.
     """
     value = reply.payload.get(field)
     if value is None:
-        return [], reply.text
+        return [], reply.body
     if isinstance(value, list):
-        return value, reply.text
+        return value, reply.body
     if isinstance(value, dict):
-        return [value], json.dumps({**reply.payload, field: [value]}, ensure_ascii=False)
+        return [value], json.dumps({**reply.payload, field: [value]}, ensure_ascii=False).encode()
     raise VendorResponseError(
         VENDOR, endpoint, "bad answer", f"'{field}' is a {type(value).__name__}, expected an array"
     )
@@ -196,9 +196,9 @@ class ISalesClient:
             reply = await self._post(
                 path, {"offset": offset, "limit": limit, "beginTime": begin, "endTime": finish}
             )
-            rows, text = _records(reply, "result", path)
+            rows, body = _records(reply, "result", path)
             self.http.stats.pages += 1
-            return Page(text, len(rows), _count(reply.payload))
+            return Page(body, len(rows), _count(reply.payload))
 
         first = await fetch(0)
         counts.append(first.total)
@@ -235,14 +235,14 @@ class ISalesClient:
         offset = 0
         while True:
             reply = await self._post(path, {"offset": offset, "limit": self.limit})
-            rows, text = _records(reply, "server", path)
+            rows, body = _records(reply, "server", path)
             self.http.stats.pages += 1
             ids = {json.dumps(r, sort_keys=True) for r in rows}
             if rows and not ids - seen:
                 return
             seen |= ids
             total = _count(reply.payload)
-            yield Page(text, len(rows), total)
+            yield Page(body, len(rows), total)
             offset += self.limit
             if len(rows) < self.limit or (total is not None and offset >= total):
                 return

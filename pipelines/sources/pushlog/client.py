@@ -143,7 +143,7 @@ class PushLogClient:
             )
             rows = ((reply.payload.get("Data") or {}).get("List")) or []
             self.http.stats.pages += 1
-            yield Page(reply.text, len(rows))
+            yield Page(reply.body, len(rows))
             if len(rows) < self.page_size:
                 return
             offset += len(rows)

@@ -152,7 +152,7 @@ def check_envelope(payload: object) -> None:
 def parse_page(reply: Reply) -> PageResult:
     payload = reply.payload
     if int(payload["errorCode"]) == NO_RECORDS:
-        return PageResult(reply.text, 0, 0, 0, None, True)
+        return PageResult(reply.body, 0, 0, 0, None, True)
     data = payload.get("data")
     rows = data.get("callRecordList") if isinstance(data, dict) else None
     if rows is None:
@@ -162,7 +162,7 @@ def parse_page(reply: Reply) -> PageResult:
     total, page = data.get("totalNum"), data.get("page")
     first = rows[0].get("callId") if rows and isinstance(rows[0], dict) else None
     return PageResult(
-        reply.text,
+        reply.body,
         len(rows),
         total if isinstance(total, int) and not isinstance(total, bool) else None,
         page if isinstance(page, int) and not isinstance(page, bool) else None,
@@ -210,7 +210,7 @@ class TrtcClient:
         async for i, page, res in as_completed_bounded([(i, 1) for i in range(len(states))], fetch, width):
             states[i].add(page, res)
             if res.records:
-                yield Page(res.text, res.records, states[i].total)
+                yield Page(res.body, res.records, states[i].total)
         # 2. the pages totalNum promises, every day's at once.
         planned = [
             (i, page)
@@ -221,7 +221,7 @@ class TrtcClient:
         async for i, page, res in as_completed_bounded(planned, fetch, width):
             states[i].add(page, res)
             if res.records:
-                yield Page(res.text, res.records, states[i].total)
+                yield Page(res.body, res.records, states[i].total)
         # 3. a day whose walk did not end (totalNum missing, or short of the truth): page on.
         for i, s in enumerate(states):
             while s.settle() is None:
@@ -234,7 +234,7 @@ class TrtcClient:
                 repeat = res.first_id is not None and res.first_id == s.seen[s.last_page].first_id
                 s.add(page, res)  # a repeat ends the walk in settle(); its records are not landed twice
                 if res.records and not repeat:
-                    yield Page(res.text, res.records, s.total)
+                    yield Page(res.body, res.records, s.total)
 
 
 class TrtcResource(ConfigurableResource):

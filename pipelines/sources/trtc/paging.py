@@ -24,7 +24,7 @@ R = TypeVar("R")
 class PageResult:
     """One answer of the endpoint, decoded just enough to page."""
 
-    text: str
+    body: bytes
     records: int
     total: int | None
     next_page: int | None  # data.page: 0 = last page, > 0 = more
