@@ -361,10 +361,14 @@ class PartitionLoad:
         self.result.rows_removed[target.table] = cur.rowcount
 
 
-async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 16 << 20) -> None:
-    """Feed ``pages`` into ``load`` through a queue bounded by the size of the pages it holds
+async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 4 << 20) -> None:
+    """Feed ``pages`` into ``load`` through a queue bounded by the bytes of the pages it holds
     (a CRM page is 40 KB, a push-log page 1 MB), so fetching goes on while PostgreSQL works
     on the previous batch and memory stays bounded whatever the vendor's page size.
+
+    4 MB holds about two CRM batches: enough to keep fetching through a flush. A deeper
+    queue fetches no faster; it only fills further the longer a pull runs, so peak memory
+    would grow with the partition's size (bench/README.md).
 
     An error on either side stops both and propagates (the load then rolls back).
     """
