@@ -50,7 +50,9 @@ fact_crm_call = Table(
     comment="Udesk CRM call logs (/v1/callLogs), one row per call log id.",
 )
 Index("ix_fact_crm_call_created_at", fact_crm_call.c.created_at)
-Index("ix_fact_crm_call_call_id", fact_crm_call.c.call_id)
+# call_id (a random UUID) is only ever looked up or joined by equality: a hash index does
+# that and costs a load less to maintain than a B-tree (about 2 of ~25 us per record).
+Index("ix_fact_crm_call_call_id", fact_crm_call.c.call_id, postgresql_using="hash")
 
 fact_crm_call_recording = Table(
     "fact_crm_call_recording",
