@@ -91,6 +91,39 @@ def test_concurrent_first_migrations_are_safe(pg_admin_url: str) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def test_a_warehouse_behind_the_heads_is_upgraded(pg_admin_url: str) -> None:
+    """The quick "already at the heads" test reads the heads the way Alembic does, and does
+    not skip a warehouse one migration behind."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(warehouse.MIGRATIONS_DIR))
+    heads = frozenset(ScriptDirectory.from_config(cfg).get_heads())
+    assert warehouse._script_heads() == heads
+    (head,) = heads
+    previous = ScriptDirectory.from_config(cfg).get_revision(head).down_revision
+    name = f"ccw_behind_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(pg_admin_url, name)
+    try:
+        engine = create_engine(warehouse.sqlalchemy_url(url))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, previous)
+        engine.dispose()
+        warehouse._migrated.discard(url)
+        warehouse.migrate(url)
+        with psycopg.connect(url) as conn:
+            versions = {r[0] for r in conn.execute("SELECT version_num FROM public.alembic_version")}
+        assert versions == heads
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_malformed_warehouse_url_names_the_variable() -> None:
     try:
         warehouse.resolve_url("mysql://x@y/z")
