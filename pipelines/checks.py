@@ -86,42 +86,18 @@ def no_rejects(
     )
 
 
-def required_not_null(
+def window_checks(
     conn: psycopg.Connection,
     table: str,
-    columns: Sequence[str],
-    time_column: str | None,
-    window: tuple[datetime, datetime] | None,
-) -> AssetCheckResult:
-    counts = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE {c} IS NULL)").format(c=sql.Identifier(c)) for c in columns
-    )
-    query = sql.SQL("SELECT {counts} FROM {table} WHERE {scope}").format(
-        counts=counts, table=qualified_ident(table), scope=_window_clause(time_column if window else None)
-    )
-    lo, hi = window or (None, None)
-    row = conn.execute(query, {"lo": lo, "hi": hi}).fetchone() or ()
-    nulls = {c: int(n) for c, n in zip(columns, row, strict=True) if n}
-    return AssetCheckResult(
-        check_name="required_not_null",
-        passed=not nulls,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"null_counts": MetadataValue.json(nulls), "columns": ", ".join(columns)},
-    )
-
-
-def known_enums(
-    conn: psycopg.Connection,
-    table: str,
+    not_null: Sequence[str],
     allowed: Mapping[str, Sequence[Any]],
     time_column: str | None,
     window: tuple[datetime, datetime] | None,
-) -> AssetCheckResult:
-    """Lists, per column, values outside the documented set (NULL is not a value).
-
-    One scan counts the unknown values of every column; only a column with some is read
-    again, for its values (the usual clean partition costs one pass, not one per column)."""
-    unknown: dict[str, dict[str, int]] = {}
+) -> tuple[int, AssetCheckResult, AssetCheckResult]:
+    """The window's row count, ``required_not_null`` over ``not_null`` and ``known_enums``
+    over ``allowed`` (NULL is not a value), from one scan of the window: after a load these
+    were three scans of every row just written. Only a column with unknown values is read
+    again, for them."""
     lo, hi = window or (None, None)
     params: dict[str, Any] = {"lo": lo, "hi": hi}
     scope = _window_clause(time_column if window else None)
@@ -133,27 +109,59 @@ def known_enums(
                 c=sql.Identifier(column), allowed=sql.Placeholder(f"allowed_{i}")
             )
         )
-    counts = sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {})").format(o) for o in outside)
-    row = (
-        conn.execute(
-            sql.SQL("SELECT {counts} FROM {table} WHERE {scope}").format(
-                counts=counts, table=qualified_ident(table), scope=scope
-            ),
-            params,
-        ).fetchone()
-        or ()
+    counts = [
+        sql.SQL("count(*)"),
+        *(sql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(sql.Identifier(c)) for c in not_null),
+        *(sql.SQL("count(*) FILTER (WHERE {})").format(o) for o in outside),
+    ]
+    query = sql.SQL("SELECT {counts} FROM {table} WHERE {scope}").format(
+        counts=sql.SQL(", ").join(counts), table=qualified_ident(table), scope=scope
     )
-    for (column, _), condition, n in zip(allowed.items(), outside, row, strict=True):
+    row = conn.execute(query, params).fetchone() or (0,) * len(counts)
+    rows, null_counts, unknown_counts = row[0], row[1 : 1 + len(not_null)], row[1 + len(not_null) :]
+    nulls = {c: int(n) for c, n in zip(not_null, null_counts, strict=True) if n}
+    unknown: dict[str, dict[str, int]] = {}
+    for column, condition, n in zip(allowed, outside, unknown_counts, strict=True):
         if not n:
             continue
-        query = sql.SQL(
+        values_query = sql.SQL(
             "SELECT {c}::text, count(*) FROM {table} WHERE {scope} AND {condition} "
             "GROUP BY 1 ORDER BY 2 DESC LIMIT 20"
         ).format(c=sql.Identifier(column), table=qualified_ident(table), scope=scope, condition=condition)
-        unknown[column] = {value: int(k) for value, k in conn.execute(query, params).fetchall()}
-    return AssetCheckResult(
-        check_name="known_enums",
-        passed=not unknown,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"unknown_values": MetadataValue.json(unknown)},
+        unknown[column] = {value: int(k) for value, k in conn.execute(values_query, params).fetchall()}
+    return (
+        int(rows),
+        AssetCheckResult(
+            check_name="required_not_null",
+            passed=not nulls,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"null_counts": MetadataValue.json(nulls), "columns": ", ".join(not_null)},
+        ),
+        AssetCheckResult(
+            check_name="known_enums",
+            passed=not unknown,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"unknown_values": MetadataValue.json(unknown)},
+        ),
     )
+
+
+def required_not_null(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    time_column: str | None,
+    window: tuple[datetime, datetime] | None,
+) -> AssetCheckResult:
+    return window_checks(conn, table, columns, {}, time_column, window)[1]
+
+
+def known_enums(
+    conn: psycopg.Connection,
+    table: str,
+    allowed: Mapping[str, Sequence[Any]],
+    time_column: str | None,
+    window: tuple[datetime, datetime] | None,
+) -> AssetCheckResult:
+    """Lists, per column, values outside the documented set (NULL is not a value)."""
+    return window_checks(conn, table, (), allowed, time_column, window)[2]

@@ -107,14 +107,11 @@ def fact_crm_call(
             checks.no_rejects(
                 conn, ["raw.crm_call", "core.fact_crm_call"], context.partition_key, result.records_received
             ),
-            checks.required_not_null(
-                conn, "core.fact_crm_call", CALL_DOCUMENTED_NOT_NULL, "created_at", window_t
-            ),
-            checks.known_enums(conn, "core.fact_crm_call", CALL_ENUMS, "created_at", window_t),
         ]
-        rows = conn.execute(
-            "SELECT count(*) FROM core.fact_crm_call WHERE created_at >= %s AND created_at < %s", window_t
-        ).fetchone()[0]
+        rows, not_null, enums = checks.window_checks(
+            conn, "core.fact_crm_call", CALL_DOCUMENTED_NOT_NULL, CALL_ENUMS, "created_at", window_t
+        )
+        check_results += [not_null, enums]
     return MaterializeResult(
         metadata=_metadata(
             window_t,
