@@ -144,7 +144,30 @@ class PartitionLoad:
         )
         # Sorts (DISTINCT ON) and the materialized typed rows of a batch fit in memory.
         await self.conn.execute("SET LOCAL work_mem = '64MB'")
+        # What the window held before this load (the lock keeps other loads of the partition
+        # out): where it held nothing, nothing can be stale at the end, and the prune that
+        # would read every row just written is skipped (a first load, every backfill).
+        self._held_before = {
+            t.table: await self._exists(
+                self._target_scope(t), {"lo": self.window[0], "hi": self.window[1]}, table=t.table
+            )
+            for t in self.spec.targets
+            if t.on_missing != "keep"
+        }
+        self._raw_held_before = await self._exists(
+            sql.SQL("partition_key = %(partition_key)s"), {}, table=self.spec.raw_table
+        )
         return self
+
+    async def _exists(self, scope: sql.Composable, params: Mapping[str, Any], table: str) -> bool:
+        cur = await self.conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT FROM {table} WHERE {scope})").format(
+                table=qualified_ident(table), scope=scope
+            ),
+            {**self.params, **params},
+        )
+        row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         await self._tx.__aexit__(exc_type, exc, tb)
@@ -154,7 +177,8 @@ class PartitionLoad:
         self._buffer.append(body)
         self._buffered += records
         self.result.records_received += records
-        if self._buffered >= self.batch_records:
+        # The first batch is small, so PostgreSQL starts while the rest is still arriving.
+        if self._buffered >= (self.batch_records if self.result.batches else min(self.batch_records, 1000)):
             await self.flush()
 
     async def flush(self) -> None:
@@ -293,7 +317,7 @@ class PartitionLoad:
             for target in self.spec.targets:
                 await self._reconcile_target(cur, target, lo, hi)
         # Raw follows the facts: a dimension's raw rows stay, like its rows marked gone.
-        if complete and any(t.on_missing == "delete" for t in self.spec.targets):
+        if complete and self._raw_held_before and any(t.on_missing == "delete" for t in self.spec.targets):
             raw_scope = sql.SQL("")
             if not whole_window:  # noqa: SIM102
                 if self.spec.raw_time_sql is None:
@@ -336,11 +360,10 @@ class PartitionLoad:
     ) -> None:
         if target.on_missing == "keep":
             return
-        scope = sql.SQL("TRUE")
-        if target.time_column is not None:
-            scope = sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(target.time_column))
-        if target.scope_sql is not None:
-            scope = sql.SQL("{} AND ({})").format(scope, sql.SQL(target.scope_sql))
+        if not self._held_before[target.table]:
+            self.result.rows_removed[target.table] = 0
+            return
+        scope = self._target_scope(target)
         if target.on_missing == "delete":
             stmt = sql.SQL("DELETE FROM {table} WHERE {scope} AND _loaded_at < %(fetched_at)s")
         else:
@@ -352,6 +375,16 @@ class PartitionLoad:
             stmt.format(table=qualified_ident(target.table), scope=scope), {**self.params, "lo": lo, "hi": hi}
         )
         self.result.rows_removed[target.table] = cur.rowcount
+
+    @staticmethod
+    def _target_scope(target: CoreTarget) -> sql.Composable:
+        """The rows of ``target`` a load over [%(lo)s, %(hi)s) answers for."""
+        scope: sql.Composable = sql.SQL("TRUE")
+        if target.time_column is not None:
+            scope = sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(target.time_column))
+        if target.scope_sql is not None:
+            scope = sql.SQL("{} AND ({})").format(scope, sql.SQL(target.scope_sql))
+        return scope
 
 
 async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int = 4 << 20) -> None:
