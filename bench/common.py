@@ -10,12 +10,10 @@ probe and the results file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,31 +21,11 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.crm import RESULTS_DIR, Meter, _code_version, _maxrss_mib, _with_db
+from bench.crm import RESULTS_DIR, Meter, _code_version, _maxrss_mib
+from bench.crm import fresh_database as fresh_database  # noqa: F401 (the benches import it from here)
 
 # ------------------------------------------------------------------------------------------
 # databases and the simulator (parent side)
-
-
-@contextlib.contextmanager
-def fresh_database(admin_url: str, label: str, keep: bool = False) -> Iterator[str]:
-    """A new database ``bench_<label>_<random>``, migrated; dropped afterwards unless ``keep``
-    (``bench.crm._fresh_database`` with the source in the name)."""
-    import psycopg
-
-    from pipelines.warehouse import migrate
-
-    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_db(admin_url, name)
-    migrate(url)
-    try:
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sim_clock(root: str, **body: Any) -> float:

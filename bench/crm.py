@@ -288,7 +288,6 @@ class _SqlTimer:
 
         timer = self
         execute = psycopg.AsyncCursor.execute
-        copy = psycopg.AsyncCursor.copy
 
         def label(query: Any, cur: Any) -> str:
             text = query if isinstance(query, str) else query.as_string(cur.connection)
@@ -301,17 +300,7 @@ class _SqlTimer:
             finally:
                 timer.add(label(query, self), time.perf_counter() - t0)
 
-        @contextlib.asynccontextmanager
-        async def timed_copy(self: Any, statement: Any, params: Any = None, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                async with copy(self, statement, params, **kw) as c:
-                    yield c
-            finally:
-                timer.add(label(statement, self), time.perf_counter() - t0)
-
         psycopg.AsyncCursor.execute = timed_execute  # type: ignore[method-assign]
-        psycopg.AsyncCursor.copy = timed_copy  # type: ignore[method-assign]
 
         from pipelines.loader import PartitionLoad
 
@@ -545,12 +534,14 @@ def _postgres() -> Iterator[tuple[str, int | None, str]]:
 
 
 @contextlib.contextmanager
-def _fresh_database(admin_url: str, n: int, keep: bool) -> Iterator[str]:
+def fresh_database(admin_url: str, label: str, keep: bool = False) -> Iterator[str]:
+    """A new database ``bench_<label>_<random>``, migrated; dropped afterwards unless ``keep``.
+    Every benchmark's measurements get one each."""
     import psycopg
 
     from pipelines.warehouse import migrate
 
-    name = f"bench_crm_{n}_{uuid.uuid4().hex[:8]}"
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = _with_db(admin_url, name)
@@ -608,7 +599,7 @@ def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | Non
         for round_ in range(args.repeat):
             for name, fn in MEASUREMENTS:
                 print(f"  N={n}: {name} (round {round_ + 1}) ...", file=sys.stderr, flush=True)
-                with _fresh_database(admin_url, n, args.keep) as url:
+                with fresh_database(admin_url, f"crm_{n}", args.keep) as url:
                     out = _in_child(fn, {**cfg, "url": url})
                 assert out["records"] == n, f"{name}: {out['records']} records, expected {n}"
                 runs[name].append(out)

@@ -101,6 +101,9 @@ class PartitionLoad:
     """Use as ``async with PartitionLoad(conn, spec, ...) as load``: ``add`` page bodies,
     then ``finish``; leaving the block by an exception rolls everything back."""
 
+    # The first batch is small, so PostgreSQL starts while the rest is still arriving.
+    FIRST_BATCH_RECORDS = 1_000
+
     def __init__(
         self,
         conn: psycopg.AsyncConnection,
@@ -177,8 +180,10 @@ class PartitionLoad:
         self._buffer.append(body)
         self._buffered += records
         self.result.records_received += records
-        # The first batch is small, so PostgreSQL starts while the rest is still arriving.
-        if self._buffered >= (self.batch_records if self.result.batches else min(self.batch_records, 1000)):
+        limit = (
+            self.batch_records if self.result.batches else min(self.batch_records, self.FIRST_BATCH_RECORDS)
+        )
+        if self._buffered >= limit:
             await self.flush()
 
     async def flush(self) -> None:
