@@ -101,3 +101,40 @@ def test_loader_falls_back_for_a_refused_batch_only(warehouse_url: str, db: psyc
     assert db.execute("SELECT record_key, reason FROM raw.rejects").fetchall() == [
         ("3", "province is not an integer")
     ]
+
+
+def test_a_body_that_is_not_utf8_fails_the_load_and_lands_nothing(
+    warehouse_url: str, db: psycopg.Connection
+) -> None:
+    """The HTTP layer rejects such a body before it gets here; the loader checks again, since
+    its bodies travel as bytes: the load raises, naming the encoding, and leaves nothing."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from pipelines.loader import PartitionLoad
+    from pipelines.sources.crm.normalize import CALL_LOGS
+
+    good = json.dumps({"code": 200, "data": {"list": [GOOD], "total": 2}}).encode()
+    bad = json.dumps(
+        {"code": 200, "data": {"list": [{**GOOD, "id": 2, "agentName": "X"}], "total": 2}}
+    ).encode()
+    bad = bad.replace(b'"X"', b'"\xff"')
+
+    async def load() -> None:
+        async with await psycopg.AsyncConnection.connect(warehouse_url) as conn:
+            window = (datetime(2026, 11, 19, 16, tzinfo=UTC), datetime(2026, 11, 20, 16, tzinfo=UTC))
+            async with PartitionLoad(
+                conn, CALL_LOGS, partition_key="2026-11-20", window=window, fetched_at=datetime.now(UTC),
+                params={"tz": "Asia/Shanghai"}, batch_records=1,
+            ) as pl:  # fmt: skip
+                await pl.add(good, 1)  # lands in its own batch first
+                await pl.add(bad, 1)
+                await pl.finish(complete=True)
+
+    with pytest.raises(psycopg.errors.CharacterNotInRepertoire, match="UTF8"):
+        asyncio.run(load())
+    assert db.execute("SELECT count(*) FROM core.fact_crm_call").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM raw.crm_call").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] == 0
