@@ -8,7 +8,9 @@ A partition's load is one transaction:
    unparsed) as one binary array parameter, explodes the record arrays, lands each record
    in ``raw.<source>`` (upsert by natural key) and upserts the typed rows into every
    ``core`` target; records the normalizing SELECT cannot type go to ``raw.rejects`` with
-   the reason;
+   the reason. Where the partition held nothing before (a first load, a backfill), the
+   batches are plain INSERTs in a savepoint, and the load turns to upserts for good the
+   first time a key turns out to be there already;
 3. at the end, when the pull was complete, the window's rows that this pull did not return
    are removed (facts) or marked gone (dimensions), limited to the range actually pulled,
    so a reload never deletes what the vendor can no longer return.
@@ -160,6 +162,16 @@ class PartitionLoad:
         self._raw_held_before = await self._exists(
             sql.SQL("partition_key = %(partition_key)s"), {}, table=self.spec.raw_table
         )
+        # Where neither raw nor any target's scope held anything, batches are plain INSERTs:
+        # ON CONFLICT's speculative insertion and the sort for DISTINCT ON cost PostgreSQL
+        # ~10 % of a load. A key that is there after all (repeated by offset paging on a
+        # later page, or kept under another partition) fails the batch's savepoint, and the
+        # load upserts from then on.
+        self._upsert = (
+            self._raw_held_before
+            or any(self._held_before.values())
+            or any(t.on_missing == "keep" for t in self.spec.targets)
+        )
         return self
 
     async def _exists(self, scope: sql.Composable, params: Mapping[str, Any], table: str) -> bool:
@@ -191,27 +203,34 @@ class PartitionLoad:
             return
         cur = self.conn.cursor()
         pages, self._buffer, self._buffered = self._buffer, [], 0
-        counts = None
-        if any(t.fast_select_sql is not None for t in self.spec.targets):
+        fast = any(t.fast_select_sql is not None for t in self.spec.targets)
+        while True:
             try:
                 async with self.conn.transaction():  # a savepoint: a refused batch leaves no trace
-                    counts = await self._land_batch(cur, pages, fast=True)
+                    counts = await self._land_batch(cur, pages, fast=fast, upsert=self._upsert)
+                break
+            except psycopg.errors.UniqueViolation:
+                if self._upsert:
+                    raise
+                self._upsert = True  # a key of this batch is there already
             except psycopg.errors.DataError:
-                pass  # a value the plain casts refuse: the guarded SELECTs reject just that record
-        if counts is None:
-            counts = await self._land_batch(cur, pages, fast=False)
+                if not fast:
+                    raise
+                fast = False  # a value the plain casts refuse: the guarded SELECTs reject just that record
         for target, n in zip(self.spec.targets, counts, strict=True):
             self.result.rows_upserted[target.table] += n
         self.result.batches += 1
 
-    async def _land_batch(self, cur: psycopg.AsyncCursor, pages: list[bytes], *, fast: bool) -> list[int]:
+    async def _land_batch(
+        self, cur: psycopg.AsyncCursor, pages: list[bytes], *, fast: bool, upsert: bool
+    ) -> list[int]:
         """Land the batch's pages in raw and every core target in one statement; return the
-        rows upserted per target."""
+        rows written per target."""
         # The page bodies travel as one binary bytea[] parameter: length-prefixed bytes, no
         # escaping, one message. (A COPY into a temp staging table did the same, but its
         # per-batch TRUNCATE re-created the table's files and its extra round trips left
         # the backend idle: ~10 % of a load's wall time, bench/README.md.)
-        await cur.execute(self._batch_sql(fast), {**self._batch_params, "pages": pages})
+        await cur.execute(self._batch_sql(fast, upsert), {**self._batch_params, "pages": pages})
         row = await cur.fetchone()
         assert row is not None
         return [int(n) for n in row]
@@ -221,7 +240,7 @@ class PartitionLoad:
         targets = {f"target_{i}": t.table for i, t in enumerate(self.spec.targets)}
         return {**self.params, **targets, "raw_table": self.spec.raw_table}
 
-    def _batch_sql(self, fast: bool) -> sql.Composed:
+    def _batch_sql(self, fast: bool, upsert: bool = True) -> sql.Composed:
         # One statement of data-modifying CTEs: the records are exploded once, held in
         # memory (MATERIALIZED) and read by every step, instead of written to a temp table
         # and read back per step. The CTE is named like the table the sources' SELECTs read.
@@ -257,23 +276,29 @@ class PartitionLoad:
             sql.SQL(
                 "landed AS (INSERT INTO {raw} (record_key, partition_key, window_start, window_end, fetched_at, record) "
                 "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
-                "FROM _stage_records WHERE record_key IS NOT NULL "
-                "ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
-                "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
-                "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record)"
-            ).format(raw=qualified_ident(self.spec.raw_table)),
+                "FROM _stage_records WHERE record_key IS NOT NULL{on_conflict})"
+            ).format(
+                raw=qualified_ident(self.spec.raw_table),
+                on_conflict=sql.SQL(
+                    " ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
+                    "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
+                    "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
+                    if upsert
+                    else ""
+                ),
+            ),
         ]
         counts: list[sql.Composable] = []
         for i, target in enumerate(self.spec.targets):
             select = target.fast_select_sql if fast and target.fast_select_sql else target.select_sql
-            steps.extend(self._target_steps(i, target, select))
+            steps.extend(self._target_steps(i, target, select, upsert))
             counts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"up_{i}")))
         return sql.SQL("WITH {steps} SELECT {counts}").format(
             steps=sql.SQL(", ").join(steps), counts=sql.SQL(", ").join(counts)
         )
 
     @staticmethod
-    def _target_steps(i: int, target: CoreTarget, select_sql: str) -> list[sql.Composable]:
+    def _target_steps(i: int, target: CoreTarget, select_sql: str, upsert: bool) -> list[sql.Composable]:
         # The typed rows are computed once (MATERIALIZED) and feed both the rejects and the
         # upsert.
         updates = [c for c in target.columns if c not in target.key]
@@ -297,15 +322,22 @@ class PartitionLoad:
             ).format(rejected=rejected, n=n, name=sql.Placeholder(f"target_{i}")),
             sql.SQL(
                 "{up} AS (INSERT INTO {table} ({cols}, _loaded_at) "
-                "SELECT DISTINCT ON ({key}) {cols}, %(fetched_at)s FROM {n} WHERE _reject IS NULL "
-                "ON CONFLICT ({key}) DO UPDATE SET {set_clause} RETURNING 1)"
+                "SELECT {distinct}{cols}, %(fetched_at)s FROM {n} WHERE _reject IS NULL{on_conflict} RETURNING 1)"
             ).format(
                 up=up,
                 n=n,
                 table=qualified_ident(target.table),
                 cols=_cols(target.columns),
-                key=_cols(target.key),
-                set_clause=set_clause,
+                # Without ON CONFLICT a key twice in the batch fails the INSERT, which is
+                # then upserted: no sort needed to keep one row per key.
+                distinct=sql.SQL("DISTINCT ON ({key}) ").format(key=_cols(target.key))
+                if upsert
+                else sql.SQL(""),
+                on_conflict=sql.SQL(" ON CONFLICT ({key}) DO UPDATE SET {set_clause}").format(
+                    key=_cols(target.key), set_clause=set_clause
+                )
+                if upsert
+                else sql.SQL(""),
             ),
         ]
 
