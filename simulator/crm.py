@@ -39,10 +39,12 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -350,6 +352,292 @@ def agent_of(s: Settings, day: int, i: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# rendering: the JSON of make_call's records, written directly
+#
+# The simulator shares the benchmark's CPUs, so every microsecond it spends per record is
+# taken from the pipeline being measured. Building a dict per record and running json.dumps
+# over the page cost about two thirds of its CPU. Here a record is one f-string of about 16
+# pieces, most of them JSON fragments (keys included) looked up in tables by digest byte,
+# and a page is one join. make_call stays the reference: tests compare the bytes of the two
+# over thousands of records, so every table below is checked against it.
+
+
+def _json(value: object) -> str:
+    """JSON text as starlette's JSONResponse writes it (non-ASCII kept, no spaces), in the
+    form every fragment here takes: the str whose latin-1 encoding is the text's UTF-8.
+
+    One non-ASCII character (an agent's or a customer's name) would otherwise make every
+    record and the whole page a two-byte str: each ASCII piece widened when the record is
+    built, the page encoded to UTF-8 character by character, about a quarter of the work.
+    As latin-1 the pieces join by memcpy and the page encodes by memcpy, to the same bytes.
+    """
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode().decode("latin-1")
+
+
+def _by_byte(f: Any) -> tuple:
+    return tuple(f(x) for x in range(256))
+
+
+def _call_type(b10: int) -> int:
+    """callType as make_call derives it from digest byte 10."""
+    v = b10 % 100
+    return 2 if v < 40 else 3 if v < 70 else 1
+
+
+def _result(call_type: int, b11: int) -> int:
+    """result as make_call derives it from the callType and digest byte 11."""
+    v = b11 % 100
+    if call_type == 1:
+        return 5 if v < 60 else 3 if v < 90 else 4
+    return 1 if v < 55 else 2
+
+
+def _by_two_bytes(first: tuple, second: tuple, combine: Any) -> tuple[tuple, ...]:
+    """``table[x][y] = combine(first[x], second[y])`` for two digest bytes ``x`` and ``y``,
+    with one row per distinct ``first`` value and one object per distinct cell: a few
+    kilobytes, which stay in the CPU's caches between requests where a flat 64k table would
+    not."""
+    rows: dict[Any, tuple] = {}
+    cells: dict[tuple, Any] = {}
+    for a in first:
+        if a not in rows:
+            rows[a] = tuple(
+                cells[a, b] if (a, b) in cells else cells.setdefault((a, b), combine(a, b)) for b in second
+            )
+    return tuple(rows[a] for a in first)
+
+
+_SP_JSON = tuple(_json(sp) for sp in SP_NUMBERS)
+
+
+@cache
+def _kind_tables(call_type: int, result: int) -> tuple:
+    """What a (callType, result) pair fixes: whether the call connected and the fragments
+    that depend on it, each indexed by its digest byte(s)."""
+    connected = result in (1, 5)
+    durations = _durations(connected)
+    ringing = _by_byte(lambda x: 1 + x % 30 if connected else x % 60)  # byte 14
+    sp = _by_byte(lambda x: _SP_JSON[x % len(SP_NUMBERS)])  # byte 15
+    # by byte 15 then 14 (fewer distinct rows), written in key order
+    sp_ringing = _by_two_bytes(
+        sp,
+        ringing,
+        lambda n, r: f',"result":{result},"ringingDuration":{r},"spNumber":{n},"callType":{call_type}',
+    )
+    drop = _by_byte(lambda x: str(1 + x % 2) if connected or x % 100 >= 70 else "null")  # byte 24
+    hangup = _by_byte(  # byte 25
+        lambda x: "null" if result != 2 else str(UNKNOWN_HANGUP_CAUSE) if x % 100 < 3 else str(1 + x % 18)
+    )
+    # by bytes 23, 24, 25, up to the callId's key
+    seat_drop_hangup = tuple(
+        _seat_tables(seat, drop, hangup)
+        for seat in _by_byte(lambda x: "null" if x % 100 < 10 else str(1 + x % 2))
+    )
+    return call_type, connected, durations, sp_ringing, seat_drop_hangup
+
+
+@cache
+def _durations(connected: bool) -> tuple[str, ...]:
+    """By digest bytes 12-13 (big-endian) mod 600."""
+    return tuple(f',"duration":{5 + u if connected else 0}' for u in range(600))
+
+
+@cache
+def _seat_tables(seat: str, drop: tuple, hangup: tuple) -> tuple[tuple, ...]:
+    return _by_two_bytes(
+        drop, hangup, lambda d, h: f',"seatType":{seat},"dropSide":{d},"hangupCauseId":{h},"callId":"'
+    )
+
+
+def _kinds() -> tuple[tuple, ...]:
+    """The kind tables by digest bytes 10 and 11, one shared object per kind."""
+    return _by_two_bytes(
+        _by_byte(_call_type), tuple(range(256)), lambda ct, b11: _kind_tables(ct, _result(ct, b11))
+    )
+
+
+def _province(b20: int) -> str:
+    return "null" if b20 % 100 < 30 else str(1 + b20 % 34)
+
+
+def _city(b21: int) -> str:
+    return "null" if b21 % 100 < 10 else str(1 + b21 % 20)
+
+
+def _province_city(province: str, city: str) -> str:
+    return f'","province":{province},"city":{"null" if province == "null" else city}'
+
+
+# Each fragment carries the keys up to the next computed value, so that a record is few
+# pieces: after the customer number come province and city, the agent, the duration, the
+# kind's fields, seat to hangup cause with callId's key, then customerName with businessId's
+# key, and businessLogType with conversationId's key.
+_KINDS = _kinds()
+_PROVINCE_CITY = _by_two_bytes(_by_byte(_province), _by_byte(_city), _province_city)  # bytes 20, 21
+# "13" followed by nine digits is the number 13_000_000_000 + n: no zero-padded format
+_CUSTOMER_BASE = _by_byte(lambda x: int(MOBILE_PREFIXES[x % len(MOBILE_PREFIXES)]) * 1_000_000_000)
+_AGENT_NULL = _by_byte(lambda x: x % 100 < 12)
+_CUSTOMER = _by_byte(
+    lambda x: (
+        '","customerName":'
+        + ("null" if x % 100 < 40 else _json(CUSTOMER_NAMES[x % len(CUSTOMER_NAMES)]))
+        + ',"businessId":'
+    )
+)
+_BUSINESS_NULL = _by_byte(lambda x: x % 100 < 35)
+_BUSINESS_LOG_TYPE = _by_byte(
+    lambda x: f',"businessLogType":{"null" if x % 100 < 30 else 1 + x % 4},"conversationId":"'
+)
+_CONVERSATION_UUID = _by_byte(lambda x: x % 100 < 75)
+_N_RECORDINGS = _by_byte(lambda x: 0 if x % 100 < 10 else 1 if x % 100 < 70 else 2 if x % 100 < 90 else 3)
+_CHANNEL_USER_TYPE = _by_byte(lambda x: (1, 2, 4)[x % 3])
+_NO_RECORDINGS = _by_byte(lambda x: "null" if x % 3 == 0 else "[]")
+_IVR = _by_byte(lambda x: str(x % 90))
+_IVR_NULL = _by_byte(lambda x: x % 100 < 15)
+_HH_MM = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(DAY_S // 60))
+_SS = tuple(f"{x:02d}" for x in range(60))
+_PACK_DAY = struct.Struct(">q").pack  # the first half of _digest's input
+# the digest bytes every record reads, in one call (cheaper than slicing): 0-9 (the callId's
+# prefix), 10, 11, 12-13, 14, 15, 16, 17-20, 21, 22, 23, 24, 25, 26, 27, 28, 29-30, 31, 32,
+# 33-43 and 44-48 (a UUID conversationId)
+_FIELDS = struct.Struct(">10sBBHBBBIBBBBBBBBHBB11s5s")
+
+
+@lru_cache(maxsize=64)
+def _agent_names_json(agent_ids: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(f',"agentName":{_json(name)}' for name in _agent_names(agent_ids))
+
+
+@lru_cache(maxsize=256)
+def _day_consts(
+    seed: int, agent_ids: tuple[int, ...], day: int
+) -> tuple[str, str, tuple[tuple[str, ...], ...]]:
+    """What every call of ``day`` shares: its date, its recording URL stem (JSON, open
+    quote) and its agentName fragment by digest byte 22, then by ``i % len(agent_ids)``."""
+    names = _agent_names_json(agent_ids)
+    by_residue = tuple(names[pos] for pos in _agent_perm(seed, len(agent_ids), day))
+    nulls = (',"agentName":null',) * len(agent_ids)
+    date_str = _date_str(day)
+    stem = _json(f"{RECORD_URL_BASE}/{date_str.replace('-', '')}/")[:-1]
+    return date_str, stem, tuple(nulls if null else by_residue for null in _AGENT_NULL)
+
+
+Runs = Iterable[tuple[int, Iterable[int]]]  # (day, indices of calls of that day)
+
+
+def render_calls(s: Settings, runs: Runs, *, detail: bool = False, ivr: bool = False) -> bytes:
+    """The JSON array of ``make_call(s, day, i, detail=detail, ivr=ivr)`` for each ``i`` of each
+    ``(day, indices)`` run, byte for byte as starlette's JSONResponse writes it."""
+    return _render(s, runs, detail, ivr, "", "")
+
+
+def _render(s: Settings, runs: Runs, detail: bool, ivr: bool, head: str, tail: str) -> bytes:
+    """``head``, the JSON array of the runs' calls, ``tail``: a whole body, copied twice."""
+    digest_h, mask_h = _keyed(s.seed)
+    seed, agent_ids, volume = s.seed, tuple(s.agent_ids), s.volume
+    n_agents = len(agent_ids)
+    pack_day, unpack, from_bytes = _PACK_DAY, _FIELDS.unpack_from, int.from_bytes
+    kinds, province_city, customer_base = _KINDS, _PROVINCE_CITY, _CUSTOMER_BASE
+    customer, business_null, business_log_type = _CUSTOMER, _BUSINESS_NULL, _BUSINESS_LOG_TYPE
+    conversation_uuid, hh_mm, ss = _CONVERSATION_UUID, _HH_MM, _SS
+    out: list[str] = []
+    append = out.append
+    for day, indices in runs:
+        date_str, stem, agents = _day_consts(seed, agent_ids, day)
+        id_base = day * ID_DAY_FACTOR
+        payload_base = day << 24
+        day_h = digest_h.copy()  # the digest's input is (day, i): the day's half once per run
+        day_h.update(pack_day(day))
+        cur_secs = -1
+        create_time = ""
+        for i in indices:
+            secs = i * DAY_S // volume
+            if secs != cur_secs:  # at large volumes neighbouring calls share their second
+                cur_secs = secs
+                create_time = (
+                    f',"createTime":"{date_str} {hh_mm[secs // 60]}{ss[secs % 60]}","customerNumber":"'
+                )
+            h = day_h.copy()
+            h.update(i.to_bytes(8))
+            b = h.digest()
+            (prefix, b10, b11, u12, b14, b15, b16, u17, b21, b22, b23, b24, b25, b26, b27, b28, u29, b31, b32,
+             conversation_head, conversation_end) = unpack(b)  # fmt: skip
+            m = mask_h.copy()
+            m.update(prefix)
+            call_type, connected, durations, sp_ringing, seat_drop_hangup = kinds[b10][b11]
+            # hex in 2-byte groups holds the UUID's dashes; only the first group is 4 bytes long
+            call_id = prefix.hex("-", 2).replace("-", "", 1)
+            masked = (from_bytes(m.digest()) ^ (payload_base | i)).to_bytes(6).hex()
+            if conversation_uuid[b32]:  # 11 bytes grouped from the left end with "-ff"
+                conversation_id = conversation_head.hex("-", -2).replace("-", "", 1)
+                conversation_tail = conversation_end.hex()
+            else:
+                conversation_id, conversation_tail = (
+                    100_000 + (b[49] << 16 | b[50] << 8 | b[51]) % 900_000,
+                    "",
+                )
+            rec = (
+                f"{id_base + i}{create_time}{customer_base[b16] + u17 % 1_000_000_000}"
+                f"{province_city[u17 & 255][b21]}{agents[b22][i % n_agents]}{durations[u12 % 600]}"
+                f"{sp_ringing[b15][b14]}{seat_drop_hangup[b23][b24][b25]}{call_id}-{masked}{customer[b26]}"
+                f"{'null' if business_null[b27] else 10_000 + (b28 << 16 | u29) % 90_000}"
+                f"{business_log_type[b31]}{conversation_id}{conversation_tail}"
+            )
+            if detail or ivr:  # these records close conversationId themselves
+                extra = '"'
+                if detail:
+                    n_rec = _N_RECORDINGS[b[52]] if connected else 0
+                    if n_rec:
+                        url = f'{{"recordUrl":{stem}{call_id}-{masked}-'
+                        urls = ",".join(f'{url}{r}.mp3"}}' for r in range(1, n_rec + 1))
+                        extra += (
+                            f',"channelUserType":{_CHANNEL_USER_TYPE[b[53]]},'
+                            f'"callLogRecordFoundResponseList":[{urls}]'
+                        )
+                    else:
+                        extra += f',"channelUserType":null,"callLogRecordFoundResponseList":{_NO_RECORDINGS[b[54]]}'
+                if ivr:
+                    extra += f',"ivrDuration":{"null" if call_type != 1 or _IVR_NULL[b[56]] else _IVR[b[55]]}'
+                rec += extra
+            append(rec)
+    if not out:
+        return f"{head}[]{tail}".encode("latin-1")
+    # Every record opens with its id and most end inside conversationId: the separator holds
+    # the rest, and head and tail ride on the first and last record.
+    close = "" if detail or ivr else '"'
+    out[0] = f'{head}[{{"id":{out[0]}'
+    out[-1] = f"{out[-1]}{close}}}]{tail}"
+    return f'{close}}},{{"id":'.join(out).encode("latin-1")
+
+
+_OK_HEAD = f'{{"code":{CODE_OK},"message":"OK","visible":false,"data":'
+
+
+def _json_body(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+def _ok_body(s: Settings, runs: Runs, detail: bool) -> Response:
+    """envelope(the runs' calls)."""
+    return _json_body(_render(s, runs, detail, False, _OK_HEAD, "}"))
+
+
+def _page_body(
+    s: Settings,
+    runs: Runs,
+    page_num: int,
+    page_size: int,
+    total: int,
+    *,
+    detail: bool = False,
+    ivr: bool = False,
+) -> Response:
+    """envelope(_page_data(the runs' calls, ...))."""
+    tail = f',"pageNum":{page_num},"pageSize":{page_size},"total":{total},"paging":null}}}}'
+    return _json_body(_render(s, runs, detail, ivr, _OK_HEAD + '{"list":', tail))
+
+
+# --------------------------------------------------------------------------------------------
 # time and windows (all in the vendor's naive local time)
 
 
@@ -401,13 +689,47 @@ class Window:
         pos -= self.n_mid * self.volume
         return self.d_s, self.volume - 1 - pos
 
+    def runs(self, first: int, last: int, newest_first: bool = True) -> list[tuple[int, range]]:
+        """The calls at positions ``[first, last)`` as ``(day, indices)`` runs; positions count
+        from the newest call, or from the oldest when not ``newest_first``."""
+        if not newest_first:
+            return [(day, r[::-1]) for day, r in reversed(self.runs(self.total - last, self.total - first))]
+        out = []
+        pos = first
+        while pos < last:
+            day, i = self.at(pos)
+            lowest = self.lo_s if day == self.d_s else 0
+            n = min(last - pos, i - lowest + 1)
+            out.append((day, range(i, i - n, -1)))
+            pos += n
+        return out
+
 
 # --------------------------------------------------------------------------------------------
 # request handling
 
 
-def _check_sign(s: Settings, request: Request, now: float) -> None:
-    q = request.query_params
+def _query(request: Request) -> dict[str, str]:
+    """``request.query_params`` as a dict: the same parse as starlette's (parse_qsl with blank
+    values kept, the last of a repeated name wins) without its multidict, which cost the
+    call-log handler as much CPU as the rest of its checks together."""
+    q = {}
+    for part in request.scope["query_string"].decode("latin-1").split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            if "+" in name or "%" in name:
+                name = _unquote(name.replace("+", " "))
+            if "+" in value or "%" in value:
+                value = _unquote(value.replace("+", " "))
+            q[name] = value
+    return q
+
+
+# the email and the window's times come back with every page
+_unquote = lru_cache(maxsize=1024)(unquote)
+
+
+def _check_sign(s: Settings, q: dict[str, str], now: float) -> None:
     email, ts, sig = q.get("email"), q.get("timestamp"), q.get("sign")
     if not email or not ts or not sig:
         raise CrmError(CODE_SIGN, "签名错误: 缺少email、timestamp或sign")
@@ -444,14 +766,21 @@ def _paging(s: Settings, raw_num: object, raw_size: object) -> tuple[int, int]:
     return page_num, page_size
 
 
-def _time_param(request: Request, name: str) -> datetime:
-    raw = request.query_params.get(name)
+def _time_param(q: dict[str, str], name: str) -> datetime:
+    raw = q.get(name)
     if not raw:
         raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}不能为空")
     try:
-        return datetime.strptime(raw, TIME_FORMAT)
+        return _parse_time(raw)
     except ValueError:
         raise CrmError(CODE_BAD_PARAM, f"参数错误: {name}格式应为yyyy-MM-dd HH:mm:ss") from None
+
+
+@lru_cache(maxsize=256)
+def _parse_time(raw: str) -> datetime:
+    # a client paging through a window sends the same two times with every page, and
+    # strptime costs about as much as rendering a record
+    return datetime.strptime(raw, TIME_FORMAT)
 
 
 def _drift(s: Settings, rec: dict) -> dict:
@@ -478,22 +807,22 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
             now = state.clock.now()
             try:
-                _check_sign(s, request, state.clock.auth_now())
-                start = _time_param(request, "startTime")
-                end = _time_param(request, "endTime")
-                q = request.query_params
+                q = _query(request)
+                _check_sign(s, q, state.clock.auth_now())
+                start = _time_param(q, "startTime")
+                end = _time_param(q, "endTime")
                 page_num, page_size = _paging(s, q.get("pageNum"), q.get("pageSize"))
             except CrmError as exc:
                 return _error(exc)
             win = Window(s, start, min(end, now_local(s, now)))
             first = (page_num - 1) * page_size
             last = min(win.total, first + page_size)
-            items = []
-            for pos in range(first, last):
-                day, i = win.at(pos if s.newest_first else win.total - 1 - pos)
-                rec = make_call(s, day, i)
-                items.append(_drift(s, rec) if fault is not None else rec)
-            return json_response(envelope(_page_data(items, page_num, page_size, win.total + s.total_skew)))
+            runs = win.runs(first, last, s.newest_first)
+            total = win.total + s.total_skew
+            if fault is None:
+                return _page_body(s, runs, page_num, page_size, total)
+            items = [_drift(s, make_call(s, day, i)) for day, indices in runs for i in indices]
+            return json_response(envelope(_page_data(items, page_num, page_size, total)))
 
         return await serve(state, VENDOR, "/v1/callLogs", request, handle)
 
@@ -503,22 +832,24 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
             now = state.clock.now()
             try:
-                _check_sign(s, request, state.clock.auth_now())
-                raw = request.query_params.get("callId")
+                q = _query(request)
+                _check_sign(s, q, state.clock.auth_now())
+                raw = q.get("callId")
                 if not raw:
                     raise CrmError(CODE_BAD_PARAM, "参数错误: callId不能为空")
             except CrmError as exc:
                 return _error(exc)
             found = decode_call_id(s.seed, raw)
-            data: list[dict] = []
+            calls: list[tuple[int, int]] = []
             if found is not None:
                 day, i = found
                 if i < s.volume:
                     d_now, sec_now = _day_sec(now_local(s, now))
                     if (day, _offset(i, s.volume)) <= (d_now, sec_now):
-                        rec = make_call(s, day, i, detail=True)
-                        data.append(_drift(s, rec) if fault is not None else rec)
-            return json_response(envelope(data))
+                        calls.append(found)
+            if fault is None:
+                return _ok_body(s, [(day, (i,)) for day, i in calls], detail=True)
+            return json_response(envelope([_drift(s, make_call(s, day, i, detail=True)) for day, i in calls]))
 
         return await serve(state, VENDOR, "/v1/callLogs/view", request, handle)
 
@@ -527,7 +858,7 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
             if fault is not None and fault.mode == "envelope":
                 return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
             try:
-                _check_sign(s, request, state.clock.auth_now())
+                _check_sign(s, _query(request), state.clock.auth_now())
             except CrmError as exc:
                 return _error(exc)
             if fault is not None:  # drift: ids as strings
@@ -555,7 +886,7 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 return json_response(envelope(None, CODE_BUSY, "系统繁忙"))
             now = state.clock.now()
             try:
-                _check_sign(s, request, state.clock.auth_now())
+                _check_sign(s, _query(request), state.clock.auth_now())
                 try:
                     body = json.loads(await request.body() or b"{}")
                 except ValueError:
@@ -568,17 +899,18 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 page_num, page_size = _paging(s, body.get("pageNum"), body.get("pageSize"))
             except CrmError as exc:
                 return _error(exc)
-            items: list[dict] = []
-            total = 0
+            total, calls = 0, []
             if agent in s.agent_ids:
                 end = now_local(s, now)
                 total, calls = _agent_calls(
                     s, agent, end - timedelta(days=s.search_days), end, (page_num - 1) * page_size, page_size
                 )
-                for day, i in calls:
-                    rec = make_call(s, day, i, detail=True, ivr=True)
-                    items.append(_drift(s, rec) if fault is not None else rec)
-            return json_response(envelope(_page_data(items, page_num, page_size, total + s.total_skew)))
+            total += s.total_skew
+            if fault is None:
+                runs = [(day, (i,)) for day, i in calls]
+                return _page_body(s, runs, page_num, page_size, total, detail=True, ivr=True)
+            items = [_drift(s, make_call(s, day, i, detail=True, ivr=True)) for day, i in calls]
+            return json_response(envelope(_page_data(items, page_num, page_size, total)))
 
         return await serve(state, VENDOR, "/v1/callLogs/search", request, handle)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from simulator import crm
@@ -582,3 +586,183 @@ def test_other_timezone_moves_the_window_edges() -> None:
     today = day_str(TODAY)
     expected = [t for t in brute_force_times(TODAY, 500) if t <= f"{today} 04:00:00"]
     assert sim.logs(f"{today} 00:00:00", f"{today} 23:59:59")["data"]["total"] == len(expected)
+
+
+# ---- rendering: the page bodies are the reference's bytes -----------------------------------
+#
+# The endpoints write their JSON directly instead of building make_call's dicts and running
+# JSONResponse over them. The old way stays here as the oracle: the same records, rendered
+# by starlette's own JSONResponse (ensure_ascii=False, no spaces), must give the same bytes.
+
+
+def reference_body(payload: object) -> bytes:
+    return JSONResponse(payload).body
+
+
+def reference_page(
+    s: crm.Settings, calls: list[tuple[int, int]], page_num: int, page_size: int, total: int, **kw
+) -> bytes:
+    items = [crm.make_call(s, day, i, **kw) for day, i in calls]
+    return reference_body(crm.envelope(crm._page_data(items, page_num, page_size, total)))
+
+
+RENDER_SETTINGS = [
+    crm.Settings(),  # the defaults the tests use: seed 7, 500 a day, ten named agents
+    crm.Settings(seed=2, volume=200_000, agent_ids=(5, 6, 7)),  # the benchmark's volume
+    crm.Settings(seed=99, volume=9_999_999, agent_ids=tuple(range(1, 14))),  # agents without a name
+    crm.Settings(seed=0, volume=1, agent_ids=(42,)),
+]
+
+
+@pytest.mark.parametrize("s", RENDER_SETTINGS, ids=lambda s: f"seed{s.seed}-volume{s.volume}")
+@pytest.mark.parametrize("kw", [{}, {"detail": True}, {"detail": True, "ivr": True}, {"ivr": True}])
+def test_rendered_calls_are_the_reference_json_byte_for_byte(s: crm.Settings, kw: dict) -> None:
+    rnd = random.Random(s.seed)
+    calls = [(0, 0), (DAY, s.volume - 1), (40_000, 0)]
+    calls += [(rnd.randrange(0, 40_000), rnd.randrange(s.volume)) for _ in range(2500)]
+    reference = [crm.make_call(s, day, i, **kw) for day, i in calls]
+    runs = [(day, (i,)) for day, i in calls]
+    body = crm.render_calls(s, runs, **kw)
+    assert body == reference_body(reference)
+    assert json.loads(body) == reference
+    # the sample reaches every branch of the derivation
+    for key in ("province", "city", "agentName", "seatType", "dropSide", "customerName", "businessId"):
+        assert {r[key] is None for r in reference} == {True, False}, key
+    assert {r["hangupCauseId"] for r in reference} >= {None, crm.UNKNOWN_HANGUP_CAUSE, 1}
+    assert {bool(UUID_RE.match(r["conversationId"])) for r in reference} == {True, False}
+    assert any(not r["customerName"].isascii() for r in reference if r["customerName"])
+    if kw.get("detail"):
+        lists = [r["callLogRecordFoundResponseList"] for r in reference]
+        assert {None if x is None else len(x) for x in lists} == {None, 0, 1, 2, 3}
+        assert {r["channelUserType"] for r in reference} == {None, 1, 2, 4}
+    if kw.get("ivr"):
+        assert {r["ivrDuration"] is None for r in reference} == {True, False}
+
+
+def test_rendering_runs_of_consecutive_calls_and_nothing() -> None:
+    s = crm.Settings(volume=200_000)
+    runs = [(DAY, range(150_000, 149_900, -1)), (DAY - 1, range(0, 7)), (DAY + 3, ())]
+    calls = [(day, i) for day, indices in runs for i in indices]
+    assert crm.render_calls(s, runs) == reference_body([crm.make_call(s, d, i) for d, i in calls])
+    assert crm.render_calls(s, []) == b"[]" == reference_body([])
+
+
+def window_pages(sim: Crm) -> list[tuple[str, str, int]]:
+    """(start, end, page size) of the windows the page tests walk."""
+    d, today = day_str(DAY), day_str(TODAY)
+    return [
+        (f"{d} 00:00:00", f"{d} 23:59:59", 100),
+        ("2026-11-16 22:00:00", "2026-11-19 01:30:00", 37),  # across day boundaries
+        (f"{today} 00:00:00", f"{today} 23:59:59", 7),  # up to the clock
+        (f"{d} 07:13:05", f"{d} 07:13:05", 1),  # one call or none
+        (f"{d} 23:59:59", f"{d} 00:00:00", 20),  # reversed: empty
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"newest_first": False},
+        {"total_skew": 3, "volume": 200_000},
+        {"timezone": "UTC", "volume": 86_400},
+    ],
+    ids=["defaults", "oldest-first", "skew-200k", "utc-86400"],
+)
+def test_call_log_pages_are_the_reference_responses(settings: dict) -> None:
+    sim = Crm(**settings)
+    s = sim.settings
+    now = crm.now_local(s, NOW)
+    for start, end, size in window_pages(sim):
+        win = crm.Window(s, datetime.fromisoformat(start), min(datetime.fromisoformat(end), now))
+        pages = max(1, -(-win.total // size))
+        for page in sorted({1, 2, max(1, pages // 2), pages, pages + 1}):
+            r = sim.client.get(
+                "/v1/callLogs",
+                params={**sim.auth(), "startTime": start, "endTime": end, "pageNum": page, "pageSize": size},
+            )
+            first, last = (page - 1) * size, min(win.total, page * size)
+            positions = (
+                range(first, last)
+                if s.newest_first
+                else range(win.total - 1 - first, win.total - 1 - last, -1)
+            )
+            calls = [win.at(p) for p in positions]
+            assert r.content == reference_page(s, calls, page, size, win.total + s.total_skew), (start, page)
+            assert r.headers["content-type"] == "application/json"
+
+
+def test_view_and_search_are_the_reference_responses(sim: Crm) -> None:
+    s = sim.settings
+    for i in (0, 1, 2, 3, 4, 250, 499):
+        body = sim.client.get(
+            "/v1/callLogs/view", params={**sim.auth(), "callId": crm.call_id(s.seed, DAY, i)}
+        )
+        assert body.content == reference_body(crm.envelope([crm.make_call(s, DAY, i, detail=True)]))
+    unknown = sim.client.get("/v1/callLogs/view", params={**sim.auth(), "callId": crm.call_id(8, DAY, 1)})
+    assert unknown.content == reference_body(crm.envelope([]))
+    end = crm.now_local(s, NOW)
+    for agent, page, size in [(1003, 1, 20), (1003, 2, 100), (1007, 5, 13), (1, 1, 20), (1003, 99, 100)]:
+        r = sim.client.post(
+            "/v1/callLogs/search",
+            params=sim.auth(),
+            json={"masterUserId": agent, "pageNum": page, "pageSize": size},
+        )
+        total, calls = 0, []
+        if agent in s.agent_ids:
+            total, calls = crm._agent_calls(s, agent, end - timedelta(days=7), end, (page - 1) * size, size)
+        assert r.content == reference_page(s, calls, page, size, total, detail=True, ivr=True), (agent, page)
+
+
+def test_truncated_fault_cuts_the_rendered_page(sim: Crm) -> None:
+    d = day_str(DAY)
+    params = {**sim.auth(), "startTime": f"{d} 00:00:00", "endTime": f"{d} 23:59:59", "pageSize": 100}
+    whole = sim.client.get("/v1/callLogs", params=params).content
+    sim.state.faults.arm("/v1/callLogs", Fault(mode="truncated"))
+    cut = sim.client.get("/v1/callLogs", params=params)
+    assert cut.status_code == 200 and cut.content == whole[: len(whole) // 2]
+    with pytest.raises(ValueError):
+        json.loads(cut.content)
+
+
+def test_window_runs_are_its_positions_in_order() -> None:
+    rnd = random.Random(5)
+    for volume in (1, 7, 500, 86_400, 200_000):
+        s = crm.Settings(volume=volume)
+        for _ in range(40):
+            start = datetime(2026, 11, 1) + timedelta(seconds=rnd.randrange(10 * 86_400))
+            win = crm.Window(s, start, start + timedelta(seconds=rnd.randrange(4 * 86_400)))
+            first = rnd.randrange(win.total + 3)
+            last = min(win.total, first + rnd.randrange(1, 120))
+            newest = [win.at(p) for p in range(first, last)]
+            oldest = [win.at(win.total - 1 - p) for p in range(first, last)]
+            assert [(d, i) for d, r in win.runs(first, last) for i in r] == newest
+            assert [(d, i) for d, r in win.runs(first, last, newest_first=False) for i in r] == oldest
+
+
+def test_query_parameters_are_read_as_starlette_reads_them() -> None:
+    rnd = random.Random(3)
+    pieces = [
+        "a",
+        "email",
+        "=",
+        "&",
+        "+",
+        "%",
+        "%3A",
+        "%zz",
+        "%e4%b8%ad",
+        "%E4",
+        "x=1",
+        "&&",
+        ";",
+        " ",
+        "中",
+        "%2B",
+    ]
+    cases = ["", "a", "a=", "=a", "a=1&a=2", "&a=1&", "a=b=c", "a+b=c+d", "k=%3A%3a", "k=%", "k=%4", "k=%ff"]
+    cases += ["".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 8))) for _ in range(3000)]
+    for case in cases:
+        for raw in (case.encode(), case.encode("latin-1", "replace")):
+            request = Request({"type": "http", "query_string": raw, "headers": []})
+            assert crm._query(request) == dict(request.query_params), raw
