@@ -24,7 +24,9 @@ from pipelines.sources.trtc import plan
 from pipelines.sources.trtc.client import TrtcResource, UserSigExpired
 from pipelines.sources.trtc.paging import Pull
 from pipelines.sources.trtc.usersig import decode_usersig
+from simulator import trtc as simtrtc
 from simulator.common import Fault
+from simulator.server import running
 
 TZ = ZoneInfo("Asia/Shanghai")
 WEEK = datetime(2026, 11, 9, tzinfo=TZ)  # a Monday
@@ -212,6 +214,19 @@ def test_the_other_reading_of_page_still_ends_each_walk(simulator, frozen, sim) 
     pull, records, client = walk(resource(sim.env()), WEEK, WEEK + timedelta(days=7), frozen)
     assert records == pull.api_total > 0 and pull.complete
     assert client.http.stats.requests == sum(math.ceil(w.total / 100) for w in pull.windows)
+
+
+def test_rate_limited_70010_is_retried_until_the_walk_completes(simulator, frozen) -> None:  # noqa: ANN001
+    # A vendor stricter than its documented 200/s: its 70010 answers are retried, with backoff,
+    # and every record still arrives.
+    simulator.settings["trtc"].max_rps = 5  # read when the app is built: before it serves
+    with running(simulator) as server:
+        res = resource(server.env(), rate_per_s=100, max_retries=10, backoff_base_s=0.1)
+        pull, records, client = walk(res, WEEK, WEEK + timedelta(days=2), frozen)
+    limited = simtrtc.rate_limited_count(simulator.state)
+    assert records == pull.api_total > 0 and pull.complete
+    assert limited > 0 and client.http.stats.retries == limited
+    assert client.http.stats.requests == limited + sum(math.ceil(w.total / 100) for w in pull.windows)
 
 
 def test_no_records_70011_is_an_empty_window_not_an_error(simulator, frozen, sim) -> None:  # noqa: ANN001
