@@ -14,6 +14,7 @@ from pipelines import settings
 from pipelines.sources.crm.client import CrmResource
 from pipelines.sources.isales.client import ISalesResource
 from pipelines.sources.pushlog.client import PushLogResource
+from pipelines.sources.trtc.client import DEFAULT_RATE_PER_S as TRTC_RATE_PER_S
 from pipelines.sources.trtc.client import TrtcResource
 from pipelines.warehouse import WarehouseResource
 
@@ -67,7 +68,7 @@ def build_resources() -> dict[str, object]:
             sdkappid=EnvVar("TRTC_SDKAPPID"),
             secret_key=EnvVar("TRTC_SECRET_KEY"),
             admin_identifier=EnvVar("TRTC_ADMIN_IDENTIFIER"),
-            rate_per_s=rate("trtc", 190.0),
+            rate_per_s=rate("trtc", TRTC_RATE_PER_S),
             **concurrency("trtc"),
         ),
     }
