@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.crm --sizes 200000 1000000
 
 For each size N: a simulator in its own process serving N calls per day, a fresh migrated
-database, then three measurements, each in its own spawned child process (so its peak RSS is
-its own): fetch-only, copy-only, end to end (``dagster.materialize`` of ``core/fact_crm_call``).
+database, then four measurements, each in its own spawned child process (so its peak RSS is
+its own): fetch-only (sequential, and at the pipeline's concurrency), copy-only, end to end
+(``dagster.materialize`` of ``core/fact_crm_call``).
 See bench/README.md for what every number means.
 """
 
@@ -166,7 +167,8 @@ def _window(day: str) -> tuple[datetime, datetime]:
 
 def measure_fetch(cfg: dict) -> dict[str, Any]:
     """Walk every page of the day with CrmClient.call_log_pages (JSON decoded by the
-    client, as always); no database."""
+    client, as always); no database. At the resource's own concurrency, as the pipeline
+    fetches."""
     start, end = _window(cfg["day"])
     crm = _crm_resource(cfg)
     rss_before = _maxrss_mib()
@@ -188,6 +190,12 @@ def measure_fetch(cfg: dict) -> dict[str, Any]:
         "peak_rss_mib": round(_maxrss_mib(), 1),
         "rss_after_imports_mib": round(rss_before, 1),
     }
+
+
+def measure_fetch_sequential(cfg: dict) -> dict[str, Any]:
+    """The plain sequential fetch of the issue's reference figure: the same client and
+    decoding, one request at a time."""
+    return measure_fetch({**cfg, "concurrency": 1})
 
 
 # ------------------------------------------------------------------------------------------
@@ -569,7 +577,12 @@ def _default_day(tz: str) -> str:
     return (datetime.now(ZoneInfo(tz)).date() - timedelta(days=2)).isoformat()
 
 
-MEASUREMENTS = (("fetch", measure_fetch), ("copy", measure_copy), ("e2e", measure_e2e))
+MEASUREMENTS = (
+    ("fetch1", measure_fetch_sequential),
+    ("fetch", measure_fetch),
+    ("copy", measure_copy),
+    ("e2e", measure_e2e),
+)
 
 
 def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | None) -> dict[str, Any]:
@@ -612,40 +625,49 @@ def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | Non
             "rounds_rec_per_s": [r["rec_per_s"] for r in results],
         }
     row["e2e"]["verified"] = all(r["verified"] for r in runs["e2e"])
-    slower = min(row["fetch"]["rec_per_s"], row["copy"]["rec_per_s"])
-    row["e2e_over_slower_half"] = round(row["e2e"]["rec_per_s"] / slower, 3)
-    # The same ratio within each round (its three measurements ran back to back): on a
-    # shared machine whose speed drifts, the best-of ratio above can pair a fast moment's
-    # fetch with a slow moment's e2e, or the reverse.
-    row["e2e_over_slower_half_by_round"] = [
-        round(e["rec_per_s"] / min(f["rec_per_s"], c["rec_per_s"]), 3)
-        for f, c, e in zip(runs["fetch"], runs["copy"], runs["e2e"], strict=True)
-    ]
+    # The target's ratio: end to end over the slower half, the fetch half being the plain
+    # sequential fetch the issue's reference figure names ("e2e/min"). The same over the
+    # pipeline's own concurrent fetch ("e2e/min4") is the stricter reading: with the
+    # simulator on the same two cores, that fetch has both cores to itself while end to
+    # end shares them with PostgreSQL.
+    for key, fetch in (("", "fetch1"), ("_concurrent", "fetch")):
+        slower = min(row[fetch]["rec_per_s"], row["copy"]["rec_per_s"])
+        row[f"e2e_over_slower_half{key}"] = round(row["e2e"]["rec_per_s"] / slower, 3)
+        # The same ratio within each round (its measurements ran back to back): on a
+        # shared machine whose speed drifts, the best-of ratio can pair a fast moment's
+        # fetch with a slow moment's e2e, or the reverse.
+        row[f"e2e_over_slower_half{key}_by_round"] = [
+            round(e["rec_per_s"] / min(f["rec_per_s"], c["rec_per_s"]), 3)
+            for f, c, e in zip(runs[fetch], runs["copy"], runs["e2e"], strict=True)
+        ]
     return row
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'size':>9} {'fetch rec/s':>11} {'copy rec/s':>10} {'(jsonb)':>8} {'e2e rec/s':>9} {'e2e/min':>7}"
-        f" {'RSS MiB fetch':>13} {'copy':>5} {'e2e':>4}  {'fetch CPU cli/sim':>17}"
+        f"{'size':>9} {'fetch1 rec/s':>12} {'fetch4':>7} {'copy rec/s':>10} {'(jsonb)':>8} {'e2e rec/s':>9}"
+        f" {'e2e/min':>7} {'e2e/min4':>8} {'RSS MiB fetch':>13} {'copy':>5} {'e2e':>4}  {'fetch4 CPU cli/sim':>18}"
         f" {'e2e CPU cli/sim/pg/other':>24} {'rows ok':>7}"
     )
     lines = [head]
     for r in rows:
-        f, c, e = r["fetch"], r["copy"], r["e2e"]
+        f1, f, c, e = r["fetch1"], r["fetch"], r["copy"], r["e2e"]
         fcpu = f"{f['cpu_pct_client']:.0f}/{f['cpu_pct_simulator']:.0f}%"
         ecpu = "/".join(
             f"{e[k] or 0:.0f}"
             for k in ("cpu_pct_client", "cpu_pct_simulator", "cpu_pct_postgres", "cpu_pct_other")
         )
         lines.append(
-            f"{r['size']:>9} {f['rec_per_s']:>11,} {c['rec_per_s']:>10,} {c['jsonb']['rec_per_s']:>8,} {e['rec_per_s']:>9,}"
-            f" {r['e2e_over_slower_half']:>7.2f} {f['peak_rss_mib']:>13.0f} {c['peak_rss_mib']:>5.0f}"
-            f" {e['peak_rss_mib']:>4.0f}  {fcpu:>17} {ecpu + '%':>24} {'yes' if e['verified'] else 'NO':>7}"
+            f"{r['size']:>9} {f1['rec_per_s']:>12,} {f['rec_per_s']:>7,} {c['rec_per_s']:>10,}"
+            f" {c['jsonb']['rec_per_s']:>8,} {e['rec_per_s']:>9,}"
+            f" {r['e2e_over_slower_half']:>7.2f} {r['e2e_over_slower_half_concurrent']:>8.2f}"
+            f" {max(f1['peak_rss_mib'], f['peak_rss_mib']):>13.0f} {c['peak_rss_mib']:>5.0f}"
+            f" {e['peak_rss_mib']:>4.0f}  {fcpu:>18} {ecpu + '%':>24} {'yes' if e['verified'] else 'NO':>7}"
         )
     for r in rows:
-        by_round = " ".join(f"{x:.2f}" for x in r["e2e_over_slower_half_by_round"])
-        lines.append(f"{r['size']:>9}: e2e/min within each round: {by_round}")
+        for key, label in (("", "e2e/min "), ("_concurrent", "e2e/min4")):
+            by_round = " ".join(f"{x:.2f}" for x in r[f"e2e_over_slower_half{key}_by_round"])
+            lines.append(f"{r['size']:>9}: {label} within each round: {by_round}")
     return "\n".join(lines)
 
 
