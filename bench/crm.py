@@ -579,7 +579,7 @@ def _default_day(tz: str) -> str:
 
 MEASUREMENTS = (
     ("fetch1", measure_fetch_sequential),
-    ("fetch", measure_fetch),
+    ("fetch4", measure_fetch),
     ("copy", measure_copy),
     ("e2e", measure_e2e),
 )
@@ -630,7 +630,7 @@ def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | Non
     # pipeline's own concurrent fetch ("e2e/min4") is the stricter reading: with the
     # simulator on the same two cores, that fetch has both cores to itself while end to
     # end shares them with PostgreSQL.
-    for key, fetch in (("", "fetch1"), ("_concurrent", "fetch")):
+    for key, fetch in (("", "fetch1"), ("_concurrent", "fetch4")):
         slower = min(row[fetch]["rec_per_s"], row["copy"]["rec_per_s"])
         row[f"e2e_over_slower_half{key}"] = round(row["e2e"]["rec_per_s"] / slower, 3)
         # The same ratio within each round (its measurements ran back to back): on a
@@ -651,7 +651,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [head]
     for r in rows:
-        f1, f, c, e = r["fetch1"], r["fetch"], r["copy"], r["e2e"]
+        f1, f, c, e = r["fetch1"], r["fetch4"], r["copy"], r["e2e"]
         fcpu = f"{f['cpu_pct_client']:.0f}/{f['cpu_pct_simulator']:.0f}%"
         ecpu = "/".join(
             f"{e[k] or 0:.0f}"
