@@ -31,7 +31,8 @@ def loaded_at() -> Column:
 def gone_at() -> Column:
     return tstz(
         "_gone_at",
-        "When a snapshot first no longer listed this row; NULL while the vendor still lists it.",
+        "When a complete pull of the row's window (a snapshot, for a dimension) first no longer returned "
+        "it; NULL while the vendor returns it. The row is kept: analysts filter on it (mart: is_deleted).",
     )
 
 

@@ -46,6 +46,7 @@ fact_crm_call = Table(
         comment="Linked record type: 1 lead, 2 customer, 3 deal, 4 contact.",
     ),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Udesk CRM call logs (/v1/callLogs), one row per call log id.",
 )
@@ -63,6 +64,7 @@ fact_crm_call_recording = Table(
     tstz("call_created_at", "When the call was logged; the partition time.", nullable=False),
     Column("channel_user_type", SmallInteger, comment="Whose channel: 1 user, 2 agent, 4 monitor."),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Udesk CRM call recordings (/v1/callLogs/view), one row per call and recording URL.",
 )
@@ -99,6 +101,7 @@ fact_crm_call_ivr = Table(
         comment="Seconds spent in the IVR (ivr通话时长); only /v1/callLogs/search has it.",
     ),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="IVR durations of agents' recent calls (/v1/callLogs/search); join on id to core.fact_crm_call.",
 )

@@ -61,6 +61,7 @@ fact_isales_api_call = Table(
     ),
     Column("result_desc", Text, comment="Result description of the logged call (描述)."),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Huawei CC-iSales open-API call logs (/campaigns/{vdnId}/calllogs), one row per VDN and log id.",
 )

@@ -8,7 +8,7 @@ them; the monthly partitions and the request windows are in PUSHLOG_TIMEZONE.
 from sqlalchemy import BigInteger, Column, Index, Integer, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from models.base import loaded_at, metadata, raw_table, tstz
+from models.base import gone_at, loaded_at, metadata, raw_table, tstz
 
 raw_pushlog = raw_table(
     "pushlog",
@@ -106,6 +106,7 @@ fact_push_log = Table(
     Column("headers", JSONB, comment="Request headers of the push (Headers) decoded to JSON."),
     Column("headers_text", Text, comment="Headers as sent, only when it is not JSON."),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Push (webhook) logs of the call center (Alibaba Cloud VMS CloudListCurlLog), "
     "one row per (enterprise_id, id).",

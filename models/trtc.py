@@ -7,7 +7,7 @@ The vendor keeps calls for 7 days only: ``raw.trtc_call`` is the one long-term c
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from models.base import loaded_at, metadata, raw_table, tstz
+from models.base import gone_at, loaded_at, metadata, raw_table, tstz
 
 raw_trtc_call = raw_table(
     "trtc_call",
@@ -49,6 +49,7 @@ fact_trtc_call = Table(
         "other values are seen (offline) and kept as sent. Group calls are only normal_end.",
     ),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Tencent TRTC TUICallKit call records (seed 004), one row per (sdk_app_id, call_id).",
 )
@@ -68,6 +69,7 @@ fact_trtc_call_callee = Table(
         comment="The callee is the caller itself (the vendor lists it so for 'offline' calls).",
     ),
     loaded_at(),
+    gone_at(),
     schema="core",
     comment="Tencent TRTC call callees, one row per call and callee userId: join on callee to find a "
     "user's calls.",

@@ -10,6 +10,8 @@ Control API (tests flip faults and move the clock over real HTTP):
     POST   /_sim/clock    {"now": 1763600000} or {"offset": -86400} or {}; "auth_wall": true
                           judges signatures by the wall clock while the data clock moves
     GET    /_sim/stats    request counts per "vendor endpoint"
+    POST   /_sim/deleted  {"ids": ["crm:123", "trtc:<callId>"]}: the vendor deletes those records
+    DELETE /_sim/deleted  every record is back
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Simulator:
             Route("/_sim/faults", self._faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/clock", self._clock, methods=["POST"]),
             Route("/_sim/stats", self._stats, methods=["GET", "DELETE"]),
+            Route("/_sim/deleted", self._deleted, methods=["GET", "POST", "DELETE"]),
         ]
         for name in VENDORS:
             routes.append(
@@ -94,3 +97,14 @@ class Simulator:
                 self.state.requests.clear()
         with self.state.lock:
             return JSONResponse(dict(self.state.requests))
+
+    async def _deleted(self, request: Request) -> Response:
+        if request.method == "POST":
+            ids = (await request.json())["ids"]
+            with self.state.lock:
+                self.state.deleted.update(str(i) for i in ids)
+        elif request.method == "DELETE":
+            with self.state.lock:
+                self.state.deleted.clear()
+        with self.state.lock:
+            return JSONResponse(sorted(self.state.deleted))

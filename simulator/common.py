@@ -19,10 +19,16 @@ from dataclasses import asdict, dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-# Modes every endpoint understands. "envelope" (the vendor's HTTP-200 error answer) and
-# "drift" (a renamed or retyped field) are answered by the vendor module itself.
+# Modes every endpoint understands. The vendor module itself answers the others:
+# "envelope" (the vendor's HTTP-200 error answer), "drift" (a renamed or retyped field),
+# "empty" (the vendor's own answer for a window without records: it lost or forgot them) and
+# "poison" (one record of the page carries a value that is valid JSON but that PostgreSQL's
+# jsonb refuses or cannot store; ``Fault.variant`` says which, see POISON_VARIANTS).
 GENERIC_MODES = {"500", "502", "503", "429", "timeout", "truncated"}
-VENDOR_MODES = {"envelope", "drift"}
+VENDOR_MODES = {"envelope", "drift", "empty", "poison"}
+# "nul": a \u0000 inside a string; "surrogate": a lone \ud800 inside a string; "bignum": a
+# number beyond what PostgreSQL's numeric can hold (1e999999).
+POISON_VARIANTS = {"nul": "\\u0000", "surrogate": "\\ud800", "bignum": "1e999999"}
 
 
 @dataclass
@@ -35,10 +41,13 @@ class Fault:
     after: int = 0
     retry_after: float = 1.0  # seconds, for mode "429"
     delay: float = 30.0  # seconds the server stalls, for mode "timeout"
+    variant: str = "nul"  # for mode "poison": a key of POISON_VARIANTS
 
     def __post_init__(self) -> None:
         if self.mode not in GENERIC_MODES | VENDOR_MODES:
             raise ValueError(f"unknown fault mode {self.mode!r}")
+        if self.mode == "poison" and self.variant not in POISON_VARIANTS:
+            raise ValueError(f"unknown poison variant {self.variant!r}")
 
 
 class FaultBoard:
@@ -118,11 +127,21 @@ class SimState:
     clock: Clock = field(default_factory=Clock)
     requests: Counter = field(default_factory=Counter)  # "vendor endpoint" -> count
     latency_s: float = 0.0
+    # Records the vendor has deleted, by "<vendor>:<the record's own id>" (CRM ``id``, iSales
+    # ``id``, push logs ``Id``, TRTC ``callId``): no longer returned, and totals and offsets
+    # shift as a real vendor's would.
+    deleted: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, vendor: str, endpoint: str) -> None:
         with self.lock:
             self.requests[f"{vendor} {endpoint}"] += 1
+
+    def deleted_ids(self, vendor: str) -> frozenset[str]:
+        """The ids of ``vendor``'s records that it no longer returns."""
+        prefix = f"{vendor}:"
+        with self.lock:
+            return frozenset(k[len(prefix) :] for k in self.deleted if k.startswith(prefix))
 
 
 def rng(seed: int, *parts: object) -> random.Random:
