@@ -155,7 +155,7 @@ def _crm_resource(cfg: dict) -> Any:
 
 
 def _window(day: str) -> tuple[datetime, datetime]:
-    from pipelines.partitions import crm_daily
+    from pipelines.sources.crm.partitions import crm_daily
 
     w = crm_daily.time_window_for_partition_key(day)
     return w.start, w.end
@@ -588,7 +588,7 @@ MEASUREMENTS = (
 def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | None) -> dict[str, Any]:
     """One simulator for size ``n``; each measurement in its own child and its own fresh
     migrated database; with --repeat, the rounds interleave and the best rate is kept."""
-    from pipelines.partitions import crm_daily
+    from pipelines.sources.crm.partitions import crm_daily
     from simulator.server import free_port, subprocess_server
 
     tz = crm_daily.timezone

@@ -53,7 +53,7 @@ def _resource(cfg: dict) -> Any:
 
 
 def _window(week: str) -> tuple[datetime, datetime]:
-    from pipelines.partitions import isales_weekly
+    from pipelines.sources.isales.partitions import isales_weekly
 
     w = isales_weekly.time_window_for_partition_key(week)
     return w.start, w.end
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.partitions import isales_weekly
+    from pipelines.sources.isales.partitions import isales_weekly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 

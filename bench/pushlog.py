@@ -65,7 +65,7 @@ def _resource(cfg: dict) -> Any:
 
 
 def _window(month: str) -> tuple[datetime, datetime]:
-    from pipelines.partitions import pushlog_monthly
+    from pipelines.sources.pushlog.partitions import pushlog_monthly
 
     w = pushlog_monthly.time_window_for_partition_key(month)
     return w.start, w.end
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.partitions import pushlog_monthly
+    from pipelines.sources.pushlog.partitions import pushlog_monthly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 

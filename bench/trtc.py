@@ -66,8 +66,8 @@ def _resource(cfg: dict) -> Any:
 
 
 def _plan(cfg: dict) -> Any:
-    from pipelines.partitions import trtc_weekly
     from pipelines.sources.trtc import plan
+    from pipelines.sources.trtc.partitions import trtc_weekly
 
     w = trtc_weekly.time_window_for_partition_key(cfg["week"])
     return plan.plan_pull(w.start, w.end, cfg["now"])
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.partitions import trtc_weekly
+    from pipelines.sources.trtc.partitions import trtc_weekly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 

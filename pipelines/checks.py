@@ -20,6 +20,20 @@ def _window_clause(time_column: str | None) -> sql.Composable:
     return sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(time_column))
 
 
+def for_asset(asset_key: AssetKey | None, result: AssetCheckResult) -> AssetCheckResult:
+    """``result`` naming ``asset_key``: a multi-asset's results must say which asset they check."""
+    if asset_key is None or result.asset_key is not None:
+        return result
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        metadata=result.metadata,
+        description=result.description,
+    )
+
+
 # A failure of these stops the run (and what depends on the asset): an operator must look.
 BLOCKING = frozenset({"no_mass_disappearance"})
 
@@ -133,7 +147,7 @@ def window_checks(
     time_column: str | None,
     window: tuple[datetime, datetime] | None,
 ) -> tuple[int, AssetCheckResult, AssetCheckResult]:
-    """The window's row count, ``required_not_null`` over ``not_null`` and ``known_enums``
+    """The window's live row count, ``required_not_null`` over ``not_null`` and ``known_enums``
     over ``allowed`` (NULL is not a value), from one scan of the window: after a load these
     were three scans of every row just written. Only a column with unknown values is read
     again, for them."""
@@ -149,7 +163,8 @@ def window_checks(
             )
         )
     counts = [
-        sql.SQL("count(*)"),
+        # Rows the vendor still returns: a row marked gone is kept, but no longer counted.
+        sql.SQL("count(*) FILTER (WHERE _gone_at IS NULL)"),
         *(sql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(sql.Identifier(c)) for c in not_null),
         *(sql.SQL("count(*) FILTER (WHERE {})").format(o) for o in outside),
     ]

@@ -161,6 +161,7 @@ class PartitionLoad:
         params: Mapping[str, Any] | None = None,
         batch_records: int = 5_000,
         max_gone_share: float = DEFAULT_MAX_GONE_SHARE,
+        rebuild: bool = False,
     ) -> None:
         self.conn = conn
         self.spec = spec
@@ -178,6 +179,9 @@ class PartitionLoad:
         }
         self.batch_records = batch_records
         self.max_gone_share = max_gone_share
+        # A rebuild reads its pages from raw: it writes core only, and keeps every row's
+        # _gone_at (raw holds what the vendor stopped returning too).
+        self.rebuild = rebuild
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -214,7 +218,8 @@ class PartitionLoad:
         # later page, or kept under another partition) fails the batch's savepoint, and the
         # load upserts from then on.
         self._upsert = (
-            self._raw_held_before
+            self.rebuild
+            or self._raw_held_before
             or any(self._held_before.values())
             or any(t.on_missing == "keep" for t in self.spec.targets)
         )
@@ -232,6 +237,16 @@ class PartitionLoad:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         await self._tx.__aexit__(exc_type, exc, tb)
+
+    async def rejected_now(self) -> bool:
+        """Whether this load sent any record to raw.rejects (after a flush)."""
+        cur = await self.conn.execute(
+            "SELECT EXISTS (SELECT FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
+            "AND partition_key = %(partition_key)s AND fetched_at = %(fetched_at)s)",
+            self.params,
+        )
+        row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def add(self, body: bytes, records: int) -> None:
         """Queue one page body (the vendor's UTF-8 JSON) holding ``records`` records."""
@@ -365,21 +380,25 @@ class PartitionLoad:
                 "SELECT %(raw_table)s, %(partition_key)s, NULL, 'the record has no natural key', rec, %(fetched_at)s "
                 "FROM _stage_records WHERE record_key IS NULL)"
             ),
-            sql.SQL(
-                "landed AS (INSERT INTO {raw} (record_key, partition_key, window_start, window_end, fetched_at, record) "
-                "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
-                "FROM _stage_records WHERE record_key IS NOT NULL{on_conflict})"
-            ).format(
-                raw=qualified_ident(self.spec.raw_table),
-                on_conflict=sql.SQL(
-                    " ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
-                    "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
-                    "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
-                    if upsert
-                    else ""
-                ),
-            ),
         ]
+        if not self.rebuild:  # a rebuild reads raw: it lands nothing there
+            steps.append(
+                sql.SQL(
+                    "landed AS (INSERT INTO {raw} "
+                    "(record_key, partition_key, window_start, window_end, fetched_at, record) "
+                    "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
+                    "FROM _stage_records WHERE record_key IS NOT NULL{on_conflict})"
+                ).format(
+                    raw=qualified_ident(self.spec.raw_table),
+                    on_conflict=sql.SQL(
+                        " ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
+                        "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
+                        "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
+                        if upsert
+                        else ""
+                    ),
+                )
+            )
         if refused:
             # Records PostgreSQL cannot take, as made-safe copies: keyed by the same SQL as
             # the rest (the key fields are intact in the copy).
@@ -400,21 +419,23 @@ class PartitionLoad:
         counts: list[sql.Composable] = []
         for i, target in enumerate(self.spec.targets):
             select = target.fast_select_sql if fast and target.fast_select_sql else target.select_sql
-            steps.extend(self._target_steps(i, target, select, upsert))
+            steps.extend(self._target_steps(i, target, select, upsert, keep_gone=self.rebuild))
             counts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"up_{i}")))
         return sql.SQL("WITH {steps} SELECT {counts}").format(
             steps=sql.SQL(", ").join(steps), counts=sql.SQL(", ").join(counts)
         )
 
     @staticmethod
-    def _target_steps(i: int, target: CoreTarget, select_sql: str, upsert: bool) -> list[sql.Composable]:
+    def _target_steps(
+        i: int, target: CoreTarget, select_sql: str, upsert: bool, keep_gone: bool = False
+    ) -> list[sql.Composable]:
         # The typed rows are computed once (MATERIALIZED) and feed both the rejects and the
         # upsert.
         updates = [c for c in target.columns if c not in target.key]
         set_clause = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in (*updates, "_loaded_at")
         )
-        if target.on_missing == "mark_gone":
+        if target.on_missing == "mark_gone" and not keep_gone:  # the vendor returned it: not gone
             set_clause = sql.SQL("{}, _gone_at = NULL").format(set_clause)
         n, rejected, up = (sql.Identifier(f"{name}_{i}") for name in ("n", "rejected", "up"))
         return [

@@ -7,9 +7,9 @@ from dagster import (
     define_asset_job,
 )
 
-from pipelines.partitions import crm_daily
 from pipelines.schedules import recent_partitions_schedule
 from pipelines.sources.crm.assets import ASSETS, CALL_KEY, HANGUP_KEY, IVR_KEY, RECORDING_KEY
+from pipelines.sources.crm.partitions import crm_daily
 
 crm_facts_job = define_asset_job(
     "crm_facts",

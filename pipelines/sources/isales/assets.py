@@ -39,10 +39,10 @@ from dagster import (
 
 from pipelines import checks
 from pipelines.loader import LoadResult, PartitionLoad, pump
-from pipelines.partitions import isales_weekly
 from pipelines.settings import SettingError
 from pipelines.sources.isales import normalize
 from pipelines.sources.isales.client import ISalesResource, VdnPull
+from pipelines.sources.isales.partitions import isales_weekly
 from pipelines.warehouse import WarehouseResource
 
 API_CALL_KEY = AssetKey(["core", "fact_isales_api_call"])

@@ -8,9 +8,9 @@ from dagster import (
     define_asset_job,
 )
 
-from pipelines.partitions import isales_weekly
 from pipelines.schedules import recent_partitions_schedule
 from pipelines.sources.isales.assets import API_CALL_KEY, ASSETS, FILE_SERVER_KEY
+from pipelines.sources.isales.partitions import isales_weekly
 
 isales_api_calls_job = define_asset_job(
     "isales_api_calls",

@@ -20,9 +20,9 @@ from pydantic import Field
 
 from pipelines import checks
 from pipelines.loader import PartitionLoad, pump
-from pipelines.partitions import pushlog_monthly
 from pipelines.sources.pushlog import cursor, normalize, quality
 from pipelines.sources.pushlog.client import PushLogResource
+from pipelines.sources.pushlog.partitions import pushlog_monthly
 from pipelines.warehouse import WarehouseResource
 
 PUSH_LOG_KEY = AssetKey(["core", "fact_push_log"])

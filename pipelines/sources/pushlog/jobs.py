@@ -18,10 +18,10 @@ from dagster import (
     schedule,
 )
 
-from pipelines.partitions import pushlog_monthly
 from pipelines.schedules import recent_partitions_schedule
 from pipelines.sources.pushlog.assets import ASSETS, PUSH_LOG_KEY
 from pipelines.sources.pushlog.cursor import final_pull_done
+from pipelines.sources.pushlog.partitions import pushlog_monthly
 from pipelines.warehouse import WarehouseResource
 
 pushlog_job = define_asset_job(

@@ -22,10 +22,10 @@ from dagster import (
 
 from pipelines import checks
 from pipelines.loader import LoadResult, PartitionLoad, pump
-from pipelines.partitions import trtc_weekly
 from pipelines.sources.trtc import normalize, plan
 from pipelines.sources.trtc.client import TrtcResource
 from pipelines.sources.trtc.paging import Pull
+from pipelines.sources.trtc.partitions import trtc_weekly
 from pipelines.warehouse import WarehouseResource
 
 CALL_KEY = AssetKey(["core", "fact_trtc_call"])

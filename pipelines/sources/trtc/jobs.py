@@ -12,9 +12,9 @@ from dagster import (
     define_asset_job,
 )
 
-from pipelines.partitions import trtc_weekly
 from pipelines.schedules import recent_partitions_schedule
 from pipelines.sources.trtc import assets
+from pipelines.sources.trtc.partitions import trtc_weekly
 
 trtc_calls_job = define_asset_job(
     "trtc_calls",
