@@ -89,6 +89,8 @@ class Loaded:
     tally: Tally
     result: LoadResult
     complete: bool
+    requests: int = 0  # this load's share of the run's HTTP counters
+    pages: int = 0
 
 
 @dataclass
@@ -311,7 +313,11 @@ async def _run_loads(
     async with client.http, await warehouse.aconnect() as conn, conn.transaction():
         # One transaction around every load of the run: all of it commits, or none.
         for load in plan(RunContext(partition_key, window, resource, client)):
-            loaded.append(await _one(conn, load, load.fetch, window, fetched_at, resource, rebuild=False))
+            stats = client.http.stats
+            requests, pages = stats.requests, stats.pages
+            item = await _one(conn, load, load.fetch, window, fetched_at, resource, rebuild=False)
+            item.requests, item.pages = stats.requests - requests, stats.pages - pages
+            loaded.append(item)
     return loaded, client.http.stats
 
 

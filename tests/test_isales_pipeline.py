@@ -346,7 +346,7 @@ def test_file_servers_snapshot_marks_gone_per_vdn(
     # A run over VDN 1 only must not mark VDN 2's or 3's servers gone.
     second = run(assets.dim_isales_file_server, warehouse_url, limit=3, vdn_ids="1")
     assert second.success
-    assert metadata(second, SERVER_TABLE)["vdn_1_marked_gone"] == 1
+    assert metadata(second, SERVER_TABLE)["vdn_1_rows_gone"] == 1
     gone = db.execute(
         "SELECT vdn_id, server_id, _loaded_at, _gone_at FROM core.dim_isales_file_server WHERE _gone_at IS NOT NULL"
     ).fetchall()
