@@ -97,17 +97,23 @@ def reconciles(
             metadata={"rows_landed": result.rows_landed, "api_total": "not reported"},
             description="The API reported no total for this pull.",
         )
+    # A record PostgreSQL could not store was returned all the same: it is in raw.rejects.
+    returned = result.rows_landed + result.refused_records
     return AssetCheckResult(
         check_name="reconciles_with_api",
-        passed=result.rows_landed == reported_total,
+        passed=returned == reported_total,
         severity=severity,
-        metadata={"rows_landed": result.rows_landed, "api_total": reported_total},
+        metadata={
+            "rows_landed": result.rows_landed,
+            "records_postgres_refused": result.refused_records,
+            "api_total": reported_total,
+        },
     )
 
 
 def no_duplicates(result: LoadResult) -> AssetCheckResult:
     # Keyless records are not landed either; they show up here and in no_rejects.
-    dupes = max(0, result.records_received - result.rows_landed)
+    dupes = max(0, result.records_received - result.rows_landed - result.refused_records)
     return AssetCheckResult(
         check_name="no_duplicate_keys",
         passed=dupes == 0,

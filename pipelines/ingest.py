@@ -12,6 +12,7 @@ instead of the vendor: no client is opened, no request is sent, and no row is ma
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ class Tally:
 # partition lock) and the tally to fill; yields the vendor's pages.
 Fetch = Callable[[psycopg.AsyncConnection, Tally], AsyncIterator[Page]]
 # Runs inside the load's transaction after its last page (e.g. a cursor write).
-After = Callable[[psycopg.AsyncConnection, Tally, LoadResult], Any]
+After = Callable[[psycopg.AsyncConnection, Tally, PartitionLoad], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class RunContext:
     window: Window  # the partition's window (a snapshot: the instant it is taken)
     resource: Any
     client: Any | None  # None when rebuilding from raw: nothing may be fetched
+    config: Any = None  # the asset's run config (an IngestConfig)
 
 
 # The loads of one run.
@@ -186,11 +188,13 @@ class TableChecks:
     time_column: str | None = None  # None: a snapshot, the whole table
     not_null: tuple[str, ...] = ()
     enums: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    reconcile: bool = False
+    reconcile: bool = False  # the API reports a total to compare with
+    duplicates: bool = True  # count the keys the pull returned more than once
 
     @property
     def names(self) -> list[str]:
-        names = ["reconciles_with_api", "no_duplicate_keys"] if self.reconcile else []
+        names = ["reconciles_with_api"] if self.reconcile else []
+        names += ["no_duplicate_keys"] if self.duplicates else []
         names.append("no_rejects")
         if self.not_null:
             names.append("required_not_null")
@@ -205,10 +209,9 @@ class TableChecks:
         total = run.total
         results: list[AssetCheckResult] = []
         if self.reconcile:
-            results += [
-                checks.reconciles(total, run.api_total, AssetCheckSeverity.WARN),
-                checks.no_duplicates(total),
-            ]
+            results.append(checks.reconciles(total, run.api_total, AssetCheckSeverity.WARN))
+        if self.duplicates:
+            results.append(checks.no_duplicates(total))
         results.append(
             checks.no_rejects(conn, self.reject_tables, run.raw_partition_keys, total.records_received)
         )
@@ -241,8 +244,7 @@ class Ingest:
         context: AssetExecutionContext | None,
         resource: VendorResource,
         warehouse: WarehouseResource,
-        *,
-        from_raw: bool = False,
+        config: IngestConfig | None = None,
     ) -> IngestRun:
         """Pull (or rebuild) and load the run's partition: the window comes from the
         partition (``context.partition_time_window``); an unpartitioned asset is a snapshot."""
@@ -253,9 +255,9 @@ class Ingest:
             key, window = context.partition_key, (tw.start, tw.end)
         else:
             key, window = "snapshot", (fetched_at, fetched_at)
-        loaded, stats = asyncio.run(
-            _run_loads(self.plan, key, resource, warehouse, window, fetched_at, from_raw=from_raw)
-        )
+        from_raw = bool(config and config.from_raw)
+        run = RunContext(key, window, resource, None, config)
+        loaded, stats = asyncio.run(_run_loads(self.plan, run, warehouse, fetched_at, from_raw=from_raw))
         return IngestRun(key, window, fetched_at, loaded, stats, time.monotonic() - started, from_raw)
 
     def materialize(
@@ -265,8 +267,7 @@ class Ingest:
         warehouse: WarehouseResource,
         config: IngestConfig | None = None,
     ) -> MaterializeResult:
-        run = self.run(context, resource, warehouse, from_raw=bool(config and config.from_raw))
-        return self.result(run, warehouse)
+        return self.result(self.run(context, resource, warehouse, config), warehouse)
 
     def result(
         self,
@@ -288,14 +289,7 @@ class Ingest:
 
 
 async def _run_loads(
-    plan: Plan,
-    partition_key: str,
-    resource: VendorResource,
-    warehouse: WarehouseResource,
-    window: Window,
-    fetched_at: datetime,
-    *,
-    from_raw: bool,
+    plan: Plan, run: RunContext, warehouse: WarehouseResource, fetched_at: datetime, *, from_raw: bool
 ) -> tuple[list[Loaded], HttpStats]:
     loaded: list[Loaded] = []
     if from_raw:
@@ -305,17 +299,18 @@ async def _run_loads(
             await warehouse.aconnect() as reader,
             conn.transaction(),
         ):
-            for load in plan(RunContext(partition_key, window, resource, None)):
+            for load in plan(run):
                 fetch = _raw_fetch(reader, load.spec, load.partition_key)
-                loaded.append(await _one(conn, load, fetch, window, fetched_at, resource, rebuild=True))
+                loaded.append(await _one(conn, load, fetch, run, fetched_at, rebuild=True))
         return loaded, HttpStats()
-    client = resource.client()
+    client = run.resource.client()
+    run = dataclasses.replace(run, client=client)
     async with client.http, await warehouse.aconnect() as conn, conn.transaction():
         # One transaction around every load of the run: all of it commits, or none.
-        for load in plan(RunContext(partition_key, window, resource, client)):
+        for load in plan(run):
             stats = client.http.stats
             requests, pages = stats.requests, stats.pages
-            item = await _one(conn, load, load.fetch, window, fetched_at, resource, rebuild=False)
+            item = await _one(conn, load, load.fetch, run, fetched_at, rebuild=False)
             item.requests, item.pages = stats.requests - requests, stats.pages - pages
             loaded.append(item)
     return loaded, client.http.stats
@@ -325,9 +320,8 @@ async def _one(
     conn: psycopg.AsyncConnection,
     load: Load,
     fetch: Fetch,
-    window: Window,
+    run: RunContext,
     fetched_at: datetime,
-    resource: VendorResource,
     *,
     rebuild: bool,
 ) -> Loaded:
@@ -336,10 +330,10 @@ async def _one(
         conn,
         load.spec,
         partition_key=load.partition_key,
-        window=load.window or window,
+        window=load.window or run.window,
         fetched_at=fetched_at,
         params=load.params,
-        max_gone_share=resource.max_gone_share,
+        max_gone_share=run.resource.max_gone_share,
         rebuild=rebuild,
     ) as pl:
         await pump(_tallied(fetch(conn, tally), tally), pl)
@@ -357,7 +351,7 @@ async def _one(
         )
         result = await pl.finish(complete=complete, pulled_range=tally.pulled_range)
         if load.after is not None and not rebuild:
-            await load.after(conn, tally, result)
+            await load.after(conn, tally, pl)
     return Loaded(load, tally, result, complete)
 
 

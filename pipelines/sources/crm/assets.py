@@ -80,6 +80,7 @@ RECORDINGS = Ingest(
         "core.fact_crm_call_recording",
         ("raw.crm_call_detail", "core.fact_crm_call_recording"),
         time_column="call_created_at",
+        duplicates=False,
     ),
 )
 HANGUP_REASONS = Ingest(
@@ -87,7 +88,11 @@ HANGUP_REASONS = Ingest(
     lambda run: [
         Load(normalize.HANGUP_REASONS, "snapshot", lambda conn, tally: one_page(run.client.hangup_reasons()))
     ],
-    TableChecks("core.dim_crm_hangup_reason", ("raw.crm_hangup_reason", "core.dim_crm_hangup_reason")),
+    TableChecks(
+        "core.dim_crm_hangup_reason",
+        ("raw.crm_hangup_reason", "core.dim_crm_hangup_reason"),
+        duplicates=False,
+    ),
 )
 
 
@@ -103,7 +108,9 @@ def _agents(run: RunContext) -> Iterator[Load]:
 
 
 AGENT_CALLS = Ingest(
-    "crm", _agents, TableChecks("core.fact_crm_call_ivr", ("raw.crm_agent_call", "core.fact_crm_call_ivr"))
+    "crm",
+    _agents,
+    TableChecks("core.fact_crm_call_ivr", ("raw.crm_agent_call", "core.fact_crm_call_ivr"), duplicates=False),
 )
 
 

@@ -29,7 +29,6 @@ from dagster import (
     asset,
 )
 
-from pipelines import checks
 from pipelines.ingest import Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
 from pipelines.settings import SettingError
 from pipelines.sources.isales import normalize
@@ -46,7 +45,6 @@ DIM_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=48), war
 COMMON = {"group_name": "isales", "pool": "isales", "kinds": {"postgres", "huawei"}}
 DESCRIPTIONS = {
     "reconciles_with_api": "Per VDN, distinct records landed equal the count the API reported for the window.",
-    "no_duplicate_keys": checks.DESCRIPTIONS["no_duplicate_keys"],
 }
 
 
@@ -148,7 +146,6 @@ def _api_call_checks(conn: psycopg.Connection, run: IngestRun) -> list[AssetChec
                 "vdns_without_count": ", ".join(missing) or "none",
             },
         ),
-        checks.no_duplicates(run.total),
     ]
 
 
@@ -177,7 +174,11 @@ FILE_SERVERS = Ingest(
         )
         for vdn in run.resource.vdn_list()
     ],
-    TableChecks("core.dim_isales_file_server", ("raw.isales_file_server", "core.dim_isales_file_server")),
+    TableChecks(
+        "core.dim_isales_file_server",
+        ("raw.isales_file_server", "core.dim_isales_file_server"),
+        duplicates=False,
+    ),
 )
 
 
@@ -194,7 +195,7 @@ FILE_SERVERS = Ingest(
 def fact_isales_api_call(
     context: AssetExecutionContext, config: IngestConfig, isales: ISalesResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    run = API_CALLS.run(context, isales, warehouse, from_raw=config.from_raw)
+    run = API_CALLS.run(context, isales, warehouse, config)
     with warehouse.connect() as conn:
         per_vdn = _per_vdn(run, conn, "core.fact_isales_api_call", "oper_time")
     return API_CALLS.result(run, warehouse, metadata=per_vdn)

@@ -2,24 +2,14 @@
 PUSHLOG_TIMEZONE, refreshed incrementally while the month is open and pulled in full once
 it has closed (see ``cursor.py``)."""
 
-import asyncio
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dagster import (
-    AssetExecutionContext,
-    AssetKey,
-    Config,
-    FreshnessPolicy,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 from pydantic import Field
 
-from pipelines import checks
-from pipelines.loader import PartitionLoad, pump
+from pipelines.ingest import Ingest, IngestConfig, Load, RunContext, TableChecks
 from pipelines.sources.pushlog import cursor, normalize, quality
 from pipelines.sources.pushlog.client import PushLogResource
 from pipelines.sources.pushlog.partitions import pushlog_monthly
@@ -30,16 +20,6 @@ PUSH_LOG_KEY = AssetKey(["core", "fact_push_log"])
 # The open month is refreshed hourly; two missed refreshes warn.
 FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
 
-TIME_COLUMNS = ["create_time", "start_time", "end_time", "request_time"]
-CHECKS = [
-    "no_duplicate_keys",
-    "no_rejects",
-    "required_not_null",
-    "known_push_types",
-    "type_str_matches_type",
-    "no_mass_disappearance",
-]
-
 
 def utc_now() -> datetime:
     """The pipeline's clock: decides whether the month is open (tests align it with the
@@ -47,7 +27,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class PushLogPullConfig(Config):
+class PushLogPullConfig(IngestConfig):
     full: bool = Field(
         default=False,
         description="Pull the whole open month instead of what is new since the cursor (a closed month "
@@ -59,14 +39,73 @@ def _span(lo: datetime, hi: datetime) -> str:
     return f"[{lo.isoformat()}, {hi.isoformat()})"
 
 
+async def _count(conn, window: tuple[datetime, datetime]) -> int:  # noqa: ANN001
+    cur = await conn.execute(
+        "SELECT count(*) FROM core.fact_push_log WHERE create_time >= %s AND create_time < %s AND _gone_at IS NULL",
+        window,
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _month(run: RunContext) -> Iterator[Load]:
+    overlap = timedelta(minutes=run.resource.overlap_minutes)
+    force_full = bool(run.config and run.config.full)
+
+    async def fetch(conn, tally):  # noqa: ANN001, ANN202
+        # Read under the load's partition lock: a concurrent run of the month waits, then
+        # sees this run's cursor.
+        previous = await cursor.read_cursor(conn, run.partition_key)
+        plan = cursor.plan_pull(run.window, utc_now(), previous, overlap, force_full=force_full)
+        # Every sub-window is walked to its short page (an error would raise): the pulled
+        # range is complete; outside it (an incremental pull) nothing is touched.
+        tally.pulled_range = (plan.lo, plan.hi)
+        tally.extra.update(
+            pull_kind=plan.kind,
+            final_pull=plan.final,
+            pull_reason=plan.reason,
+            pulled_range=_span(plan.lo, plan.hi),
+            previous_high_water=previous.high_water.isoformat() if previous else "none",
+            rows_before=await _count(conn, run.window),
+            plan=plan,
+        )
+        async for page in run.client.pages(plan.lo, plan.hi, ZoneInfo(pushlog_monthly.timezone)):
+            yield page
+
+    async def after(conn, tally, load) -> None:  # noqa: ANN001
+        plan = tally.extra.pop("plan")
+        high_water = await cursor.write_cursor(conn, run.partition_key, run.window, plan, load.fetched_at)
+        tally.extra["high_water"] = high_water.isoformat()
+        tally.extra["rows_new"] = await _count(conn, run.window) - tally.extra.pop("rows_before")
+
+    yield Load(normalize.PUSH_LOGS, run.partition_key, fetch, after=after)
+
+
+PUSH_LOGS = Ingest(
+    "pushlog",
+    _month,
+    TableChecks(
+        "core.fact_push_log",
+        ("raw.pushlog", "core.fact_push_log"),
+        time_column="create_time",
+        not_null=("create_time", "start_time", "end_time", "request_time"),
+    ),
+    extra_checks=lambda conn, run: [
+        quality.known_push_types(conn, run.window),
+        quality.type_str_matches_type(conn, run.window),
+    ],
+    extra_descriptions=quality.DESCRIPTIONS,
+)
+
+
 @asset(
     key=PUSH_LOG_KEY,
     group_name="pushlog",
     partitions_def=pushlog_monthly,
     pool="pushlog",
-    kinds={"postgres"},
+    kinds={"postgres", "alibabacloud"},
     freshness_policy=FRESHNESS,
-    check_specs=checks.specs(PUSH_LOG_KEY, CHECKS, {**checks.DESCRIPTIONS, **quality.DESCRIPTIONS}),
+    check_specs=PUSH_LOGS.check_specs(PUSH_LOG_KEY),
     description="Push (webhook) logs (Alibaba Cloud VMS CloudListCurlLog) of one calendar month in "
     "PUSHLOG_TIMEZONE: incremental from the cursor (raw.pushlog_cursor) while the month is open, a complete "
     "final pull once it has closed; raw.pushlog keeps the records verbatim.",
@@ -77,83 +116,7 @@ def fact_push_log(
     pushlog: PushLogResource,
     warehouse: WarehouseResource,
 ) -> MaterializeResult:
-    started = time.monotonic()
-    window = context.partition_time_window
-    window_t = (window.start, window.end)
-    tz = ZoneInfo(pushlog_monthly.timezone)
-    now = utc_now()
-    overlap = timedelta(minutes=pushlog.overlap_minutes)
-    fetched_at = datetime.now(UTC)
-
-    async def run() -> tuple:
-        client = pushlog.client()
-        async with client.http, await warehouse.aconnect() as conn:
-            async with PartitionLoad(
-                conn,
-                normalize.PUSH_LOGS,
-                partition_key=context.partition_key,
-                window=window_t,
-                fetched_at=fetched_at,
-                max_gone_share=pushlog.max_gone_share,
-            ) as load:
-                # JIT compiles the normalizing statement (many guarded casts and a PL/pgSQL
-                # decoder) for longer than it runs: off for this transaction only.
-                await conn.execute("SET LOCAL jit = off")
-                # Read under the load's partition lock: a concurrent run of the month waits,
-                # then sees this run's cursor.
-                previous = await cursor.read_cursor(conn, context.partition_key)
-                plan = cursor.plan_pull(window_t, now, previous, overlap, force_full=config.full)
-                context.log.info(f"{plan.kind} pull of {_span(plan.lo, plan.hi)}: {plan.reason}")
-                before = await _count(conn, window_t)
-                await pump(client.pages(plan.lo, plan.hi, tz), load)
-                # Every sub-window was walked to its short page (an error would have raised):
-                # the pulled range is complete, so rows it no longer returned are marked gone.
-                # Outside the range (an incremental pull) nothing is touched.
-                await load.finish(complete=True, pulled_range=(plan.lo, plan.hi))
-                after = await _count(conn, window_t)
-                high_water = await cursor.write_cursor(
-                    conn, context.partition_key, window_t, plan, fetched_at
-                )
-            return load.result, client.http.stats, plan, previous, high_water, before, after
-
-    result, stats, plan, previous, high_water, before, after = asyncio.run(run())
-    with warehouse.connect() as conn:
-        check_results = [
-            checks.no_duplicates(result),
-            checks.no_rejects(
-                conn, ["raw.pushlog", "core.fact_push_log"], context.partition_key, result.records_received
-            ),
-            checks.required_not_null(conn, "core.fact_push_log", TIME_COLUMNS, "create_time", window_t),
-            quality.known_push_types(conn, window_t),
-            quality.type_str_matches_type(conn, window_t),
-            checks.no_mass_disappearance(result, "pushlog", (plan.lo, plan.hi)),
-        ]
-    return MaterializeResult(
-        metadata={
-            "window": _span(*window_t),
-            "pull_kind": plan.kind,
-            "final_pull": plan.final,
-            "pull_reason": plan.reason,
-            "pulled_range": _span(plan.lo, plan.hi),
-            "previous_high_water": previous.high_water.isoformat() if previous else "none",
-            "high_water": high_water.isoformat(),
-            "api_total": "not reported (paging ends at a short page)",
-            "rows_new": after - before,
-            "dagster/row_count": MetadataValue.int(after),
-            **result.as_metadata(),
-            **stats.as_metadata(),
-            "elapsed_s": round(time.monotonic() - started, 3),
-        },
-        check_results=check_results,
-    )
-
-
-async def _count(conn, window: tuple[datetime, datetime]) -> int:  # noqa: ANN001
-    cur = await conn.execute(
-        "SELECT count(*) FROM core.fact_push_log WHERE create_time >= %s AND create_time < %s", window
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return PUSH_LOGS.materialize(context, pushlog, warehouse, config)
 
 
 ASSETS = [fact_push_log]
