@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class IngestRun:
     http: HttpStats
     elapsed_s: float
     from_raw: bool
+    notes: dict[str, Any] = field(default_factory=dict)  # what the plan decided
 
     @property
     def total(self) -> LoadResult:
@@ -170,6 +172,9 @@ class RunContext:
     resource: Any
     client: Any | None  # None when rebuilding from raw: nothing may be fetched
     config: Any = None  # the asset's run config (an IngestConfig)
+    log: Any = None  # the run's logger (context.log): what an operator must read goes there
+    # What the plan decided, for the checks and metadata (e.g. TRTC's retention plan).
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 # The loads of one run.
@@ -236,7 +241,8 @@ class Ingest:
     extra_descriptions: Mapping[str, str] = field(default_factory=dict)
 
     def check_specs(self, asset_key: AssetKey) -> list[AssetCheckSpec]:
-        names = [*self.table.names, *self.extra_descriptions]
+        # extra_descriptions name the source's own checks, or describe a shared one better.
+        names = [*self.table.names, *(n for n in self.extra_descriptions if n not in self.table.names)]
         return checks.specs(asset_key, names, {**checks.DESCRIPTIONS, **self.extra_descriptions})
 
     def run(
@@ -256,9 +262,11 @@ class Ingest:
         else:
             key, window = "snapshot", (fetched_at, fetched_at)
         from_raw = bool(config and config.from_raw)
-        run = RunContext(key, window, resource, None, config)
+        log = context.log if context is not None else logging.getLogger(__name__)
+        run = RunContext(key, window, resource, None, config, log)
         loaded, stats = asyncio.run(_run_loads(self.plan, run, warehouse, fetched_at, from_raw=from_raw))
-        return IngestRun(key, window, fetched_at, loaded, stats, time.monotonic() - started, from_raw)
+        elapsed = time.monotonic() - started
+        return IngestRun(key, window, fetched_at, loaded, stats, elapsed, from_raw, run.notes)
 
     def materialize(
         self,

@@ -2,8 +2,7 @@
 ``core/fact_trtc_call`` and ``core/fact_trtc_call_callee`` in one transaction, plus a
 check, not tied to a materialization, that the pulls keep up with the vendor's 7-day memory."""
 
-import asyncio
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -21,7 +20,7 @@ from dagster import (
 )
 
 from pipelines import checks
-from pipelines.loader import LoadResult, PartitionLoad, pump
+from pipelines.ingest import Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
 from pipelines.sources.trtc import normalize, plan
 from pipelines.sources.trtc.client import TrtcResource
 from pipelines.sources.trtc.paging import Pull
@@ -37,82 +36,112 @@ CALL_TABLE, CALLEE_TABLE, RAW_TABLE = "core.fact_trtc_call", "core.fact_trtc_cal
 FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=24), warn_window=timedelta(hours=3))
 PULL_WARN_AFTER = timedelta(days=1)
 PULL_FAIL_AFTER = timedelta(days=5)  # two days before calls made after the last pull expire
-
-CALL_ENUMS = {
-    "call_result": normalize.CALL_RESULTS,
-    "call_type": normalize.CALL_TYPES,
-    "media_type": normalize.MEDIA_TYPES,
-}
-CALL_DOCUMENTED = ["media_type", "caller", "call_type", "call_result", "ended_at"]
 DESCRIPTIONS = {
-    **checks.DESCRIPTIONS,
     "known_enums": "callResult, callType and mediaType hold only documented values; lists the others "
     "(offline is seen in the wild).",
     "within_vendor_retention": "The whole week was still within the vendor's 7-day retention; otherwise "
     "names the part that could not be fetched (its rows from earlier pulls are kept unchanged).",
     "callees_match_calls": "core.fact_trtc_call_callee holds exactly the callees of the week's calls.",
 }
-CALL_CHECKS = [
-    "reconciles_with_api",
-    "no_duplicate_keys",
-    "no_rejects",
-    "required_not_null",
-    "known_enums",
-    "within_vendor_retention",
-    "no_mass_disappearance",
-]
 
 
 def _iso(r: tuple[datetime, datetime] | None) -> str:
     return f"[{r[0].isoformat()}, {r[1].isoformat()})" if r else "none"
 
 
-async def _load(
-    trtc: TrtcResource, warehouse: WarehouseResource, pull: Pull, partition_key: str
-) -> tuple[LoadResult, bool, dict]:
-    client = trtc.client()
-    async with client.http, await warehouse.aconnect() as conn:
-        async with PartitionLoad(
-            conn,
-            normalize.CALLS,
-            partition_key=partition_key,
-            window=pull.plan.window,
-            fetched_at=datetime.now(UTC),
-            params={"sdk_app_id": trtc.sdkappid.strip()},
-            max_gone_share=trtc.max_gone_share,
-        ) as load:
-            await pump(client.pages(pull), load)
-            complete = pull.complete
-            # Mark gone only within what was asked for: rows past the vendor's retention stay as they are.
-            await load.finish(complete=complete, pulled_range=pull.plan.requested)
-        return load.result, complete, client.http.stats.as_metadata()
+def _week(run: RunContext) -> Iterator[Load]:
+    params = {"sdk_app_id": run.resource.sdkappid.strip()}
+    if run.client is None:  # a rebuild from raw: the whole week, whatever the vendor still holds
+        yield Load(normalize.CALLS, run.partition_key, _from_raw, params=params)
+        return
+    lo, hi = run.window
+    pull = Pull(plan.plan_pull(lo, hi, plan.vendor_now(), margin_s=run.resource.retention_margin_s))
+    run.notes["pull"] = pull
+    if pull.plan.expired:
+        run.log.warning(
+            f"TRTC keeps calls 7 days: {_iso(pull.plan.expired)} of partition {run.partition_key} is past "
+            "that and was not requested; rows pulled from it earlier are kept unchanged."
+        )
+    if not pull.plan.sub_windows:  # nothing the vendor still holds: touch nothing, not even the rejects
+        return
+
+    async def fetch(conn, tally):  # noqa: ANN001, ANN202
+        tally.pulled_range = pull.plan.requested  # rows past retention stay as they are
+        async for page in run.client.pages(pull):
+            yield page
+        tally.api_total = pull.api_total
+        tally.walk_complete = pull.complete
+        tally.extra["walk_stops"] = MetadataValue.json(pull.stops())
+
+    yield Load(normalize.CALLS, run.partition_key, fetch, params=params, window=pull.plan.window)
 
 
-def _retention_check(conn: psycopg.Connection, pull: Pull) -> tuple[AssetCheckResult, int]:
-    expired = pull.plan.expired
-    kept = 0
-    if expired:
-        kept = conn.execute(
-            "SELECT count(*) FROM core.fact_trtc_call WHERE started_at >= %s AND started_at < %s", expired
-        ).fetchone()[0]
-    return (
+async def _from_raw(conn, tally):  # noqa: ANN001, ANN202
+    raise AssertionError("a rebuild's pages come from raw")  # the skeleton replaces this fetch
+    yield
+
+
+def _retention_check(conn: psycopg.Connection, run: IngestRun) -> list[AssetCheckResult]:
+    pull: Pull | None = run.notes.get("pull")
+    expired = pull.plan.expired if pull else None
+    kept = _kept(conn, expired)
+    return [
         AssetCheckResult(
-            asset_key=CALL_KEY,
             check_name="within_vendor_retention",
             passed=expired is None,
             severity=AssetCheckSeverity.WARN,
             metadata={
                 "not_fetched": _iso(expired),
                 "rows_kept_from_earlier_pulls": int(kept),
-                "vendor_now": pull.plan.now.isoformat(),
+                "vendor_now": pull.plan.now.isoformat() if pull else "not asked (rebuilt from raw)",
             },
             description=None
             if expired is None
             else f"{_iso(expired)} is past the vendor's 7-day retention: not requested; "
             f"{kept} rows pulled earlier are kept unchanged.",
-        ),
-        int(kept),
-    )
+        )
+    ]
+
+
+def _kept(conn: psycopg.Connection, expired: tuple[datetime, datetime] | None) -> int:
+    """Rows pulled earlier from the part of the week past the vendor's retention."""
+    if expired is None:
+        return 0
+    return conn.execute(
+        "SELECT count(*) FROM core.fact_trtc_call WHERE started_at >= %s AND started_at < %s", expired
+    ).fetchone()[0]
+
+
+def _plan_metadata(conn: psycopg.Connection, run: IngestRun) -> dict:
+    pull: Pull | None = run.notes.get("pull")
+    if pull is None:
+        return {}
+    return {
+        "requested_range": _iso(pull.plan.requested),
+        "not_fetched_past_retention": _iso(pull.plan.expired),
+        "rows_kept_from_earlier_pulls": _kept(conn, pull.plan.expired),
+        "request_windows": len(pull.plan.sub_windows),
+    }
+
+
+CALLS = Ingest(
+    "trtc",
+    _week,
+    TableChecks(
+        CALL_TABLE,
+        (RAW_TABLE, CALL_TABLE, CALLEE_TABLE),
+        time_column="started_at",
+        not_null=("media_type", "caller", "call_type", "call_result", "ended_at"),
+        enums={
+            "call_result": normalize.CALL_RESULTS,
+            "call_type": normalize.CALL_TYPES,
+            "media_type": normalize.MEDIA_TYPES,
+        },
+        reconcile=True,
+    ),
+    extra_checks=_retention_check,
+    extra_descriptions={k: v for k, v in DESCRIPTIONS.items() if k != "callees_match_calls"},
+)
 
 
 def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -> AssetCheckResult:
@@ -146,7 +175,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
         AssetSpec(
             CALL_KEY,
             group_name="trtc",
-            kinds={"postgres"},
+            kinds={"postgres", "tencentcloud"},
             freshness_policy=FRESHNESS,
             description="Tencent TRTC call records (/v1/records/get_records_by_filter) placed in one "
             "Monday-to-Monday week of TRTC_TIMEZONE; raw.trtc_call keeps them verbatim, for good: the "
@@ -155,7 +184,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
         AssetSpec(
             CALLEE_KEY,
             group_name="trtc",
-            kinds={"postgres"},
+            kinds={"postgres", "tencentcloud"},
             freshness_policy=FRESHNESS,
             description="One row per call and callee of core.fact_trtc_call, for joins on a user id.",
         ),
@@ -163,81 +192,28 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
     partitions_def=trtc_weekly,
     pool="trtc",
     check_specs=[
-        *checks.specs(CALL_KEY, CALL_CHECKS, DESCRIPTIONS),
+        *CALLS.check_specs(CALL_KEY),
         *checks.specs(CALLEE_KEY, ["callees_match_calls"], DESCRIPTIONS),
     ],
 )
-def trtc_call_records(context: AssetExecutionContext, trtc: TrtcResource, warehouse: WarehouseResource):  # noqa: ANN201
-    started = time.monotonic()
-    window = context.partition_time_window
-    window_t = (window.start, window.end)
-    pull = Pull(plan.plan_pull(window.start, window.end, plan.vendor_now(), margin_s=trtc.retention_margin_s))
-    if pull.plan.expired:
-        context.log.warning(
-            f"TRTC keeps calls 7 days: {_iso(pull.plan.expired)} of partition {context.partition_key} is past "
-            "that and was not requested; rows pulled from it earlier are kept unchanged."
-        )
-    if pull.plan.sub_windows:
-        result, complete, stats = asyncio.run(_load(trtc, warehouse, pull, context.partition_key))
-    else:  # nothing the vendor still holds: touch nothing, not even the partition's rejects
-        result, complete, stats = LoadResult(), False, {"requests": 0, "pages": 0}
-
+def trtc_call_records(
+    context: AssetExecutionContext, config: IngestConfig, trtc: TrtcResource, warehouse: WarehouseResource
+) -> Iterator[MaterializeResult]:
+    run = CALLS.run(context, trtc, warehouse, config)
     with warehouse.connect() as conn:
-        retention, kept = _retention_check(conn, pull)
-        call_checks = [
-            checks.reconciles(result, pull.api_total, AssetCheckSeverity.WARN),
-            checks.no_duplicates(result),
-            checks.no_rejects(
-                conn, [RAW_TABLE, CALL_TABLE, CALLEE_TABLE], context.partition_key, result.records_received
-            ),
-            checks.required_not_null(conn, CALL_TABLE, CALL_DOCUMENTED, "started_at", window_t),
-            checks.known_enums(conn, CALL_TABLE, CALL_ENUMS, "started_at", window_t),
-            retention,
-            checks.no_mass_disappearance(result, "trtc", pull.plan.requested or window_t),
-        ]
-        callee_check = _callee_check(conn, window_t)
-        calls, callees = conn.execute(
-            "SELECT (SELECT count(*) FROM core.fact_trtc_call WHERE started_at >= %(lo)s AND started_at < %(hi)s),"
-            " (SELECT count(*) FROM core.fact_trtc_call_callee WHERE started_at >= %(lo)s AND started_at < %(hi)s)",
-            {"lo": window.start, "hi": window.end},
-        ).fetchone()
-
-    common = {
-        "window": _iso(window_t),
-        "requested_range": _iso(pull.plan.requested),
-        "not_fetched_past_retention": _iso(pull.plan.expired),
-        "rows_kept_from_earlier_pulls": kept,
-        "api_total": pull.api_total if pull.api_total is not None else "not reported",
-        "complete_pull": complete,
-        "request_windows": len(pull.plan.sub_windows),
-        "walk_stops": MetadataValue.json(pull.stops()),
-        **result.as_metadata(),
-        **stats,
-        "elapsed_s": round(time.monotonic() - started, 3),
-    }
-    yield MaterializeResult(
-        asset_key=CALL_KEY,
-        metadata={**common, "dagster/row_count": MetadataValue.int(int(calls))},
-        check_results=[_for(CALL_KEY, c) for c in call_checks],
-    )
+        plan_metadata = _plan_metadata(conn, run)
+    yield CALLS.result(run, warehouse, CALL_KEY, plan_metadata)
+    with warehouse.connect() as conn:
+        callees = conn.execute(
+            "SELECT count(*) FROM core.fact_trtc_call_callee "
+            "WHERE started_at >= %s AND started_at < %s AND _gone_at IS NULL",
+            run.window,
+        ).fetchone()[0]
+        callee_check = _callee_check(conn, run.window)
     yield MaterializeResult(
         asset_key=CALLEE_KEY,
-        metadata={**common, "dagster/row_count": MetadataValue.int(int(callees))},
+        metadata={**run.metadata(), "dagster/row_count": MetadataValue.int(int(callees))},
         check_results=[callee_check],
-    )
-
-
-def _for(key: AssetKey, result: AssetCheckResult) -> AssetCheckResult:
-    """The shared checks leave asset_key unset; a multi-asset must name it."""
-    if result.asset_key is not None:
-        return result
-    return AssetCheckResult(
-        asset_key=key,
-        check_name=result.check_name,
-        passed=result.passed,
-        severity=result.severity,
-        metadata=result.metadata,
-        description=result.description,
     )
 
 
