@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -185,11 +186,17 @@ class PartitionLoad:
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._tx: Any = None
+        self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> PartitionLoad:
-        self._tx = self.conn.transaction()
-        await self._tx.__aenter__()
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.conn.transaction())
+            await self._begin()
+            # Set up: the transaction stays open until __aexit__ (a failure above rolled it back).
+            self._stack = stack.pop_all()
+        return self
+
+    async def _begin(self) -> None:
         # Each batch's statements are planned afresh; compiling them (JIT) costs more than
         # it saves at a batch's size.
         await self.conn.execute("SET LOCAL jit = off")
@@ -223,7 +230,6 @@ class PartitionLoad:
             or any(self._held_before.values())
             or any(t.on_missing == "keep" for t in self.spec.targets)
         )
-        return self
 
     async def _exists(self, scope: sql.Composable, params: Mapping[str, Any], table: str) -> bool:
         cur = await self.conn.execute(
@@ -236,7 +242,7 @@ class PartitionLoad:
         return bool(row and row[0])
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        await self._tx.__aexit__(exc_type, exc, tb)
+        await self._stack.__aexit__(exc_type, exc, tb)
 
     async def rejected_now(self) -> bool:
         """Whether this load sent any record to raw.rejects (after a flush)."""
@@ -563,7 +569,8 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int =
     queue fetches no faster; it only fills further the longer a pull runs, so peak memory
     would grow with the partition's size (bench/README.md).
 
-    An error on either side stops both and propagates (the load then rolls back).
+    An error on either side cancels the other and is raised as it was (the load then rolls
+    back).
     """
     queue: asyncio.Queue[Page | None] = asyncio.Queue()
     held = 0
@@ -585,31 +592,22 @@ async def pump(pages: AsyncIterator[Page], load: PartitionLoad, max_bytes: int =
             room.notify()
         await load.add(page.body, page.records)
 
-    producer = asyncio.create_task(produce())
-    try:
-        while True:
-            if producer.done():
-                producer.result()  # re-raises the fetch error, if any
-                page = await queue.get()  # the producer finished: its end marker is queued
-            else:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                page = getter.result()
-            if page is None:
-                break
+    async def consume() -> None:
+        while (page := await queue.get()) is not None:
             await take(page)
             # Take what is already queued without yielding: page by page, the producer would
             # refill each freed slot, find the queue full when a flush starts, and sit idle
             # for the whole flush instead of fetching the next batch.
             while not queue.empty():
-                page = queue.get_nowait()
-                if page is None:
+                if (page := queue.get_nowait()) is None:
                     return
                 await take(page)
-    finally:
-        if not producer.done():
-            producer.cancel()
-        await asyncio.gather(producer, return_exceptions=True)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(produce())
+            tasks.create_task(consume())
+    except* Exception as group:
+        # One side failed and the other was cancelled: raise the failure itself, so callers
+        # and the run's error name the vendor or the table, not a group.
+        raise group.exceptions[0] from None

@@ -10,8 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 from sqlalchemy import create_engine, text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -146,10 +146,18 @@ class WarehouseResource(ConfigurableResource):
         description="PostgreSQL URL (WAREHOUSE_URL); unset: embedded PostgreSQL in .warehouse/",
     )
 
+    _resolved: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # Once per run's process, before anything loads: the schema at the migrations' heads.
+        self._resolved = resolve_url(self.url)
+        migrate(self._resolved)
+
     def dsn(self) -> str:
-        resolved = resolve_url(self.url)
-        migrate(resolved)
-        return resolved
+        if self._resolved is None:  # used outside a run (a schedule, a script): set up now
+            self._resolved = resolve_url(self.url)
+            migrate(self._resolved)
+        return self._resolved
 
     def display_url(self) -> str:
         return redact(self.dsn())

@@ -7,7 +7,7 @@ from typing import Any
 
 from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 
-from pipelines.resources import build_resources
+from pipelines.definitions import build_resources
 
 
 def run(

@@ -49,7 +49,7 @@ def test_schedules_refresh_the_open_and_previous_partition() -> None:
 
 
 def test_rate_and_concurrency_come_from_the_environment(monkeypatch) -> None:  # noqa: ANN001
-    from pipelines.resources import build_resources
+    from pipelines.definitions import build_resources
 
     defaults = build_resources()
     assert defaults["crm"].concurrency == 4 and defaults["crm"].rate_per_s == 20.0

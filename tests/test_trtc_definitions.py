@@ -12,7 +12,6 @@ from dagster import (
     Definitions,
     EnvVar,
     build_schedule_context,
-    build_sensor_for_freshness_checks,
 )
 
 from pipelines.sources.trtc import jobs
@@ -28,7 +27,6 @@ def defs() -> Definitions:
         asset_checks=jobs.FRESHNESS_CHECKS,
         jobs=jobs.JOBS,
         schedules=jobs.SCHEDULES,
-        sensors=[build_sensor_for_freshness_checks(freshness_checks=jobs.FRESHNESS_CHECKS)],
         resources={
             "warehouse": WarehouseResource(),
             "trtc": TrtcResource(

@@ -3,11 +3,10 @@
 from dagster import (
     AssetSelection,
     ScheduleDefinition,
-    build_time_partition_freshness_checks,
     define_asset_job,
 )
 
-from pipelines.schedules import recent_partitions_schedule
+from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.crm.assets import ASSETS, CALL_KEY, HANGUP_KEY, IVR_KEY, RECORDING_KEY
 from pipelines.sources.crm.partitions import crm_daily
 
@@ -32,8 +31,6 @@ JOBS = [crm_facts_job, crm_dimensions_job, crm_ivr_job]
 
 # Yesterday's day must be materialized by 02:00 the next day (a backfill of an old day
 # makes the asset-level policy look fresh; this looks at the latest partition itself).
-FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[CALL_KEY, RECORDING_KEY], deadline_cron="0 2 * * *", timezone=crm_daily.timezone
-)
+FRESHNESS_CHECKS = partition_freshness_checks([CALL_KEY, RECORDING_KEY], "0 2 * * *", crm_daily.timezone)
 
 __all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]

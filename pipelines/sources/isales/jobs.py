@@ -4,18 +4,16 @@
 from dagster import (
     AssetSelection,
     ScheduleDefinition,
-    build_time_partition_freshness_checks,
     define_asset_job,
 )
 
-from pipelines.schedules import recent_partitions_schedule
+from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.isales.assets import API_CALL_KEY, ASSETS, FILE_SERVER_KEY
 from pipelines.sources.isales.partitions import isales_weekly
 
 isales_api_calls_job = define_asset_job(
     "isales_api_calls",
     selection=AssetSelection.assets(API_CALL_KEY),
-    partitions_def=isales_weekly,
     description="Open-API call logs of every VDN, one Monday-to-Monday week per run.",
 )
 isales_file_servers_job = define_asset_job(
@@ -37,8 +35,6 @@ JOBS = [isales_api_calls_job, isales_file_servers_job]
 # asset-level policy look fresh; this looks at the latest partition itself). With the open
 # week in the partition set, that is the week that began at 00:00, which the hourly schedule
 # creates at 00:15 in the same tick that finishes the week before.
-FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[API_CALL_KEY], deadline_cron="0 6 * * 1", timezone=isales_weekly.timezone
-)
+FRESHNESS_CHECKS = partition_freshness_checks([API_CALL_KEY], "0 6 * * 1", isales_weekly.timezone)
 
 __all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]

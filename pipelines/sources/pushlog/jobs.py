@@ -13,12 +13,11 @@ from dagster import (
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
-    build_time_partition_freshness_checks,
     define_asset_job,
     schedule,
 )
 
-from pipelines.schedules import recent_partitions_schedule
+from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.pushlog.assets import ASSETS, PUSH_LOG_KEY
 from pipelines.sources.pushlog.cursor import final_pull_done
 from pipelines.sources.pushlog.partitions import pushlog_monthly
@@ -64,8 +63,6 @@ SCHEDULES = [refresh_open_month, final_pull_schedule]
 
 # The closed month must have been materialized (its final pull) by 03:00 on the 1st; a backfill
 # of an older month would make the asset-level policy look fresh.
-FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[PUSH_LOG_KEY], deadline_cron="0 3 1 * *", timezone=pushlog_monthly.timezone
-)
+FRESHNESS_CHECKS = partition_freshness_checks([PUSH_LOG_KEY], "0 3 1 * *", pushlog_monthly.timezone)
 
 __all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]

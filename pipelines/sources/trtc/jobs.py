@@ -8,18 +8,16 @@ schedule (not only after materializations) escalates when pulls stop.
 from dagster import (
     AssetSelection,
     ScheduleDefinition,
-    build_time_partition_freshness_checks,
     define_asset_job,
 )
 
-from pipelines.schedules import recent_partitions_schedule
+from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.trtc import assets
 from pipelines.sources.trtc.partitions import trtc_weekly
 
 trtc_calls_job = define_asset_job(
     "trtc_calls",
     selection=AssetSelection.assets(assets.CALL_KEY, assets.CALLEE_KEY),
-    partitions_def=trtc_weekly,
     description="TRTC call records and callees of one week.",
 )
 # Runs the retention check alone, so a stalled pipeline is noticed without a materialization.
@@ -45,8 +43,6 @@ ASSETS = assets.ASSETS
 # Plus the raw-recency check: it reports dagster/fresh_until_timestamp, so the shared
 # freshness sensor can drive it too.
 FRESHNESS_CHECKS = [
-    *build_time_partition_freshness_checks(
-        assets=[assets.CALL_KEY, assets.CALLEE_KEY], deadline_cron="0 2 * * 1", timezone=trtc_weekly.timezone
-    ),
+    *partition_freshness_checks([assets.CALL_KEY, assets.CALLEE_KEY], "0 2 * * 1", trtc_weekly.timezone),
     *assets.ASSET_CHECKS,
 ]
