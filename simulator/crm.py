@@ -36,7 +36,7 @@ Faults beyond the generic ones (``simulator.common``), armed per endpoint:
   200 with an empty ``list`` and ``total`` 0, ``/v1/callLogs/view`` and ``/v1/hangupReasons`` an
   empty ``data``.
 - "poison": the middle record of the page (position ``len // 2``; the one call of ``/view``)
-  carries ``Fault.variant``: "nul" and "surrogate" append ``\u0000`` or ``\ud800`` to its
+  carries ``Fault.variant``: "nul" and "surrogate" append ``\\u0000`` or ``\\ud800`` to its
   ``customerName`` (a name stands in where it was null), "bignum" makes its ``duration``
   ``1e999999``. The body stays valid JSON text.
 
@@ -797,8 +797,9 @@ def _poisoned(
     number_field: str = "duration",
 ) -> Response:
     """``payload`` as JSON text, the middle one of ``records`` (dicts inside it) carrying the
-    poison ``variant`` in ``text_field`` or, for "bignum", as ``number_field``. Written as
-    text: ``json.dumps`` cannot write a lone surrogate or a number beyond a float."""
+    poison ``variant`` in ``text_field`` or, for "bignum", as ``number_field``. The poison is
+    put in as JSON text: a lone surrogate cannot be encoded to UTF-8 (the body keeps non-ASCII
+    characters as they are) and ``json.dumps`` writes no number beyond a float."""
     mark = _POISON_MARK
     if records:
         record = records[len(records) // 2]
