@@ -75,7 +75,8 @@ def test_loads_a_week_typed_with_callees_and_unknown_results_listed(simulator, r
     expected = calls_between(500, WEEK.timestamp(), (WEEK + timedelta(days=6, hours=12)).timestamp() + 1)
     assert meta["api_total"] == meta["rows_landed"] == meta["dagster/row_count"] == expected
     assert meta["complete_pull"] is True and meta["not_fetched_past_retention"] == "none"
-    assert meta["requests"] == meta["pages"] == sum(-(-n // 100) for n in _day_totals(500))
+    # the week is one range: as few requests as 100-call pages allow
+    assert meta["requests"] == meta["pages"] == -(-expected // 100) and meta["request_windows"] == 1
     outcome = checks(result)
     assert all(
         outcome[c]
@@ -121,16 +122,6 @@ def test_loads_a_week_typed_with_callees_and_unknown_results_listed(simulator, r
     assert unknown == {"call_result": {"offline": offline}}
 
 
-def _day_totals(volume: int) -> list[int]:
-    now = (WEEK + timedelta(days=6, hours=12)).timestamp()
-    out = []
-    for d in range(7):
-        a = (WEEK + timedelta(days=d)).timestamp()
-        b = min((WEEK + timedelta(days=d + 1)).timestamp(), now + 1)
-        out.append(calls_between(volume, a, b))
-    return out
-
-
 def _first_g() -> int:
     return simtrtc.count_until(int(WEEK.timestamp()) - 1, 500)
 
@@ -140,7 +131,7 @@ def test_a_week_without_calls_is_a_success_with_no_rows(simulator, res, db) -> N
     result = run(res)
     meta = metadata(result, "core/fact_trtc_call")
     assert result.success and meta["rows_landed"] == 0 and meta["api_total"] == 0
-    assert meta["complete_pull"] is True and meta["walk_stops"] == {"70011": 7}
+    assert meta["complete_pull"] is True and meta["walk_stops"] == {"70011": 1}
     assert checks(result)["reconciles_with_api"] and checks(result)["no_rejects"]
     assert db.execute("SELECT count(*) FROM core.fact_trtc_call").fetchone()[0] == 0
 
@@ -178,7 +169,7 @@ def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritte
     # Ten days after the week began, the vendor holds only its last four days (and a half day
     # more than at the first run).
     clock.set(WEEK + timedelta(days=10))
-    edge = WEEK + timedelta(days=3, hours=1)  # retention (7 days) plus the 1 h margin
+    edge = WEEK + timedelta(days=3, seconds=plan.DEFAULT_SKEW_S)  # retention (7 days) less the skew
     before = db.execute(SNAPSHOT, (WEEK, edge)).fetchone()
     assert before[0] > 0
     _plant(db, "gone-before-the-edge", WEEK + timedelta(days=1))  # past retention: must stay
