@@ -126,6 +126,26 @@ def _first_g() -> int:
     return simtrtc.count_until(int(WEEK.timestamp()) - 1, 500)
 
 
+def test_the_first_pull_of_a_week_loads_calls_seconds_inside_the_retention_edge(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    # The vendor's clock set so that call g is 31 s inside its 7-day retention (the call before
+    # it, ~3 min older, has expired): the first pull of the week loads g and every later call.
+    g = _first_g() + 1000  # on the week's third day
+    t = simtrtc.start_ts(g, 500)
+    clock.set(datetime.fromtimestamp(t + plan.RETENTION_S - 31, UTC))
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    seed = simulator.settings["trtc"].seed
+    held = {simtrtc.call_id(seed, k) for k in range(g, simtrtc.count_until(int(END.timestamp()) - 1, 500))}
+    loaded = {r[0] for r in db.execute("SELECT call_id FROM core.fact_trtc_call")}
+    assert loaded == held and meta["complete_pull"] is True and meta["api_total"] == len(held)
+    edge = datetime.fromtimestamp(t - 31 + plan.DEFAULT_SKEW_S, TZ)
+    assert meta["requested_range"] == f"[{edge.isoformat()}, {END.isoformat()})"
+    # The edge hour (~20 calls) is one page, the rest one range: the paging minimum plus one.
+    assert meta["requests"] == -(-len(held) // 100) + 1
+
+
 def test_a_week_without_calls_is_a_success_with_no_rows(simulator, res, db) -> None:  # noqa: ANN001
     simulator.settings["trtc"].volume = 0  # every day answers 70011
     result = run(res)
