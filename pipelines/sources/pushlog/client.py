@@ -29,6 +29,7 @@ from pipelines.http import (
     VendorError,
     VendorResponseError,
 )
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.pushlog.signing import AcsV3Auth
 
@@ -211,6 +212,10 @@ class PushLogResource(ConfigurableResource):
         description="PUSHLOG_RATE_PER_S: client-side request rate (the API's limit is undocumented)",
     )
     concurrency: int = Field(default=8, description="Sub-windows (days) walked at once")
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        description="PUSHLOG_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    )
     page_size: int = Field(default=MAX_LIMIT, description="Limit, at most 500")
     overlap_minutes: float = Field(
         default=15.0, description="How far before the high-water mark an incremental pull starts (late rows)"
