@@ -30,12 +30,18 @@ DAY_S = 86_400
 PATH = "/v1/records/get_records_by_filter"
 
 
-def run(res: dict, partition_key: str = WEEK_KEY, instance: DagsterInstance | None = None):  # noqa: ANN201
+def run(
+    res: dict,
+    partition_key: str = WEEK_KEY,
+    instance: DagsterInstance | None = None,
+    raise_on_error: bool = True,
+):  # noqa: ANN201
     return materialize(
         trtc.ASSETS,
         partition_key=partition_key,
         resources=res,
         instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
     )
 
 
@@ -312,3 +318,108 @@ def test_the_pull_recency_check_warns_after_a_day_and_fails_before_data_expires(
         assert result.passed is passed
         if severity is not None:
             assert result.severity == severity
+
+
+# -- history (issue 11) ------------------------------------------------------------------------
+
+GONE = """
+SELECT (SELECT count(*) FROM core.fact_trtc_call), (SELECT count(_gone_at) FROM core.fact_trtc_call),
+       (SELECT count(*) FROM core.fact_trtc_call_callee), (SELECT count(_gone_at) FROM core.fact_trtc_call_callee),
+       (SELECT count(*) FROM raw.trtc_call)
+"""
+
+
+def test_a_call_the_vendor_deletes_is_kept_marked_gone_and_cleared_when_it_comes_back(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    run(res)
+    calls, _, callees, _, raw = db.execute(GONE).fetchone()
+    call_id, n_callees = db.execute(
+        "SELECT call_id, cardinality(callees) FROM core.fact_trtc_call WHERE call_result = 'normal_end'"
+        " AND call_type = 'group' ORDER BY started_at LIMIT 1"
+    ).fetchone()
+    assert n_callees >= 2
+    simulator.state.deleted.add(f"trtc:{call_id}")
+
+    second = run(res)
+    meta = metadata(second, "core/fact_trtc_call")
+    assert (
+        meta["rows_gone core.fact_trtc_call"] == 1
+        and meta["rows_gone core.fact_trtc_call_callee"] == n_callees
+    )
+    assert meta["complete_pull"] is True and checks(second)["no_mass_disappearance"]
+    # Every row is still there; the deleted call's, and only its, marked gone at that pull.
+    assert db.execute(GONE).fetchone() == (calls, 1, callees, n_callees, raw)
+    gone_at = db.execute(
+        "SELECT _gone_at FROM core.fact_trtc_call WHERE call_id = %s", (call_id,)
+    ).fetchone()[0]
+    fetched = db.execute("SELECT max(fetched_at) FROM raw.trtc_call").fetchone()[0]
+    assert gone_at == fetched  # the time of the pull that first missed it
+    assert db.execute(
+        "SELECT count(*), count(_gone_at) FROM core.fact_trtc_call_callee WHERE call_id = %s", (call_id,)
+    ).fetchone() == (n_callees, n_callees)
+    assert db.execute(
+        "SELECT count(*) FROM raw.trtc_call WHERE record->>'callId' = %s", (call_id,)
+    ).fetchone() == (1,)
+
+    simulator.state.deleted.clear()  # the vendor returns it again
+    third = run(res)
+    assert metadata(third, "core/fact_trtc_call")["rows_gone core.fact_trtc_call"] == 0
+    assert db.execute(GONE).fetchone() == (calls, 0, callees, 0, raw)
+
+
+def test_a_vendor_answering_70011_for_a_loaded_week_loses_nothing_and_the_check_fails(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    run(res)
+    before = db.execute(GONE).fetchone()
+    calls, _, callees, _, _ = before
+    simulator.state.faults.arm(PATH, Fault("empty", times=-1))  # "no records", whatever is asked
+
+    result = run(res, raise_on_error=False)
+    assert not result.success  # the blocking check fails the run, after the commit
+    meta = metadata(result, "core/fact_trtc_call")
+    assert meta["rows_landed"] == 0 and meta["walk_stops"] == {"70011": 1} and meta["complete_pull"] is True
+    assert db.execute(GONE).fetchone() == before  # every row kept, none marked gone, raw whole
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_mass_disappearance"
+    )
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+    text = evaluation.description
+    window = f"[{WEEK.isoformat()}, {END.isoformat()})"
+    assert f"trtc core.fact_trtc_call {window}: the pull returned 0 of {calls} known rows" in text
+    assert f"trtc core.fact_trtc_call_callee {window}: the pull returned 0 of {callees} known rows" in text
+
+
+@pytest.mark.parametrize(
+    ("variant", "field"), [("nul", "roomId"), ("surrogate", "roomId"), ("bignum", "totalUserNumber")]
+)
+def test_a_record_postgres_cannot_take_is_rejected_alone_and_the_rest_lands(
+    clock, simulator, res, db, variant: str, field: str
+) -> None:  # noqa: ANN001
+    # The first answer (page 1 of the week: no part of it is near the retention edge) carries
+    # the poison in its middle record, the week's 51st call.
+    simulator.state.faults.arm(PATH, Fault("poison", variant=variant))
+    bad = simtrtc.make_record(simulator.settings["trtc"], _first_g() + 50)
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    assert result.success and not checks(result)["no_rejects"]
+    rejects = db.execute(
+        "SELECT source_table, partition_key, record_key, reason, record FROM raw.rejects"
+    ).fetchall()
+    assert len({(r[2], r[3]) for r in rejects}) == 1
+    _, key, record_key, reason, record = rejects[0]
+    assert key == WEEK_KEY and record_key == f"1400000001:{bad['callId']}"
+    assert f"field '{field}'" in reason
+    assert bad["roomId"] not in reason and bad["caller"] not in reason and "999999" not in reason
+    assert record["callId"] == bad["callId"] and record["caller"] == bad["caller"]
+    # The rest of the page and of the week is in core; the poisoned call is not.
+    expected = calls_between(500, WEEK.timestamp(), clock.now + 1)
+    assert meta["api_total"] == expected
+    assert db.execute("SELECT count(*) FROM core.fact_trtc_call").fetchone()[0] == expected - 1
+    assert (
+        db.execute(
+            "SELECT count(*) FROM core.fact_trtc_call WHERE call_id = %s", (bad["callId"],)
+        ).fetchone()[0]
+        == 0
+    )
