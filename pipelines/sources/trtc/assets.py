@@ -55,7 +55,7 @@ def _week(run: RunContext) -> Iterator[Load]:
         yield Load(normalize.CALLS, run.partition_key, _from_raw, params=params)
         return
     lo, hi = run.window
-    pull = Pull(plan.plan_pull(lo, hi, plan.vendor_now(), margin_s=run.resource.retention_margin_s))
+    pull = Pull(plan.plan_pull(lo, hi, plan.vendor_now(), skew_s=run.resource.retention_skew_s))
     run.notes["pull"] = pull
     if pull.plan.expired:
         run.log.warning(
@@ -72,6 +72,7 @@ def _week(run: RunContext) -> Iterator[Load]:
         tally.api_total = pull.api_total
         tally.walk_complete = pull.complete
         tally.extra["walk_stops"] = MetadataValue.json(pull.stops())
+        tally.extra["edge_splits"] = pull.splits
 
     yield Load(normalize.CALLS, run.partition_key, fetch, params=params, window=pull.plan.window)
 
@@ -120,7 +121,7 @@ def _plan_metadata(conn: psycopg.Connection, run: IngestRun) -> dict:
         "requested_range": _iso(pull.plan.requested),
         "not_fetched_past_retention": _iso(pull.plan.expired),
         "rows_kept_from_earlier_pulls": _kept(conn, pull.plan.expired),
-        "request_windows": len(pull.plan.sub_windows),
+        "request_windows": len(pull.windows),
     }
 
 
