@@ -239,6 +239,8 @@ class Ingest:
     table: TableChecks
     extra_checks: CheckFn | None = None  # the source's own checks, on top of the table's
     extra_descriptions: Mapping[str, str] = field(default_factory=dict)
+    # The source's own metadata (per-VDN counts, a retention plan, known vendor quirks).
+    describe: Callable[[psycopg.Connection, IngestRun], Mapping[str, Any]] | None = None
 
     def check_specs(self, asset_key: AssetKey) -> list[AssetCheckSpec]:
         # extra_descriptions name the source's own checks, or describe a shared one better.
@@ -290,7 +292,13 @@ class Ingest:
             rows, results = self.table.evaluate(conn, run, self.source)
             if self.extra_checks is not None:
                 results += self.extra_checks(conn, run)
-        out = {**run.metadata(), **(metadata or {}), "dagster/row_count": MetadataValue.int(int(rows))}
+            described = self.describe(conn, run) if self.describe is not None else {}
+        out = {
+            **run.metadata(),
+            **described,
+            **(metadata or {}),
+            "dagster/row_count": MetadataValue.int(int(rows)),
+        }
         return MaterializeResult(
             asset_key=asset_key, metadata=out, check_results=[checks.for_asset(asset_key, c) for c in results]
         )

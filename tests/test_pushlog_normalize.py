@@ -148,10 +148,11 @@ def test_type_checks_list_unknown_types_and_disagreeing_type_str(landed: psycopg
     assert landed.execute("SELECT count(*) FROM core.dim_push_type").fetchone()[0] == 29
     known = quality.known_push_types(landed, MARCH)
     assert not known.passed and known.metadata["unknown_types"].value == {"31": 1}
-    agree = quality.type_str_matches_type(landed, MARCH)
-    assert not agree.passed and agree.severity.name == "WARN"
-    # the seed's own sample: Type 9 is 座席状态推送, its TypeStr says 主通话记录推送; 12716 agrees
-    assert agree.metadata["pairs"].value == [
+    # A known quirk, recorded as metadata: the seed's own sample has Type 9 (座席状态推送)
+    # with TypeStr 主通话记录推送; 12716 agrees.
+    quirks = quality.type_str_disagreements(landed, MARCH)
+    assert quirks["type_str_disagreeing_rows"].value == 1
+    assert quirks["type_str_disagreeing_pairs"].value == [
         {"type": 9, "documented": "座席状态推送", "type_str": "主通话记录推送", "rows": 1}
     ]
 

@@ -81,7 +81,7 @@ def _api_calls(run: RunContext) -> Iterator[Load]:
         )
 
 
-def _per_vdn(run: IngestRun, conn: psycopg.Connection, table: str, time_column: str | None) -> dict[str, Any]:
+def _per_vdn(conn: psycopg.Connection, run: IngestRun, table: str, time_column: str | None) -> dict[str, Any]:
     """A per-VDN table, plus ``vdn_<id>_<name>`` numbers (the UI plots numeric metadata
     across materializations: one series per VDN)."""
     scope = f"{time_column} >= %(lo)s AND {time_column} < %(hi)s AND " if time_column else ""
@@ -162,6 +162,7 @@ API_CALLS = Ingest(
     ),
     extra_checks=_api_call_checks,
     extra_descriptions=DESCRIPTIONS,
+    describe=lambda conn, run: _per_vdn(conn, run, "core.fact_isales_api_call", "oper_time"),
 )
 FILE_SERVERS = Ingest(
     "isales",
@@ -179,6 +180,7 @@ FILE_SERVERS = Ingest(
         ("raw.isales_file_server", "core.dim_isales_file_server"),
         duplicates=False,
     ),
+    describe=lambda conn, run: _per_vdn(conn, run, "core.dim_isales_file_server", None),
 )
 
 
@@ -195,10 +197,7 @@ FILE_SERVERS = Ingest(
 def fact_isales_api_call(
     context: AssetExecutionContext, config: IngestConfig, isales: ISalesResource, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    run = API_CALLS.run(context, isales, warehouse, config)
-    with warehouse.connect() as conn:
-        per_vdn = _per_vdn(run, conn, "core.fact_isales_api_call", "oper_time")
-    return API_CALLS.result(run, warehouse, metadata=per_vdn)
+    return API_CALLS.materialize(context, isales, warehouse, config)
 
 
 @asset(
@@ -211,10 +210,7 @@ def fact_isales_api_call(
     **COMMON,
 )
 def dim_isales_file_server(isales: ISalesResource, warehouse: WarehouseResource) -> MaterializeResult:
-    run = FILE_SERVERS.run(None, isales, warehouse)
-    with warehouse.connect() as conn:
-        per_vdn = _per_vdn(run, conn, "core.dim_isales_file_server", None)
-    return FILE_SERVERS.result(run, warehouse, metadata=per_vdn)
+    return FILE_SERVERS.materialize(None, isales, warehouse)
 
 
 ASSETS = [fact_isales_api_call, dim_isales_file_server]

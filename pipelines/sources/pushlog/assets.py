@@ -90,11 +90,9 @@ PUSH_LOGS = Ingest(
         time_column="create_time",
         not_null=("create_time", "start_time", "end_time", "request_time"),
     ),
-    extra_checks=lambda conn, run: [
-        quality.known_push_types(conn, run.window),
-        quality.type_str_matches_type(conn, run.window),
-    ],
+    extra_checks=lambda conn, run: [quality.known_push_types(conn, run.window)],
     extra_descriptions=quality.DESCRIPTIONS,
+    describe=lambda conn, run: quality.type_str_disagreements(conn, run.window),
 )
 
 
