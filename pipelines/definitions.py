@@ -1,7 +1,9 @@
 """The one Definitions object: every source folder's definitions, merged, plus what is shared
 (the warehouse resource and the per-partition freshness sensor).
 
-Adding a vendor is adding its folder under ``pipelines/sources/`` and one line to ``SOURCES``.
+Each source folder's ``jobs.py`` exports ``defs`` (its assets, checks, jobs and schedules) and
+``RESOURCE`` (its resource class, bound to the environment by ``from_env``). Adding a vendor is
+adding its folder under ``pipelines/sources/`` and one line to ``SOURCES``.
 """
 
 import os
@@ -10,10 +12,10 @@ from types import ModuleType
 
 from dagster import Definitions, EnvVar, build_sensor_for_freshness_checks
 
-from pipelines.sources.crm import definitions as crm
-from pipelines.sources.isales import definitions as isales
-from pipelines.sources.pushlog import definitions as pushlog
-from pipelines.sources.trtc import definitions as trtc
+from pipelines.sources.crm import jobs as crm
+from pipelines.sources.isales import jobs as isales
+from pipelines.sources.pushlog import jobs as pushlog
+from pipelines.sources.trtc import jobs as trtc
 from pipelines.warehouse import WarehouseResource
 
 SOURCES: list[ModuleType] = [crm, isales, pushlog, trtc]
@@ -24,7 +26,7 @@ def build_resources() -> dict[str, object]:
     warehouse = WarehouseResource(url=EnvVar("WAREHOUSE_URL") if os.environ.get("WAREHOUSE_URL") else None)
     out: dict[str, object] = {"warehouse": warehouse}
     for source in SOURCES:
-        out.update(source.resources())
+        out[source.RESOURCE.SOURCE] = source.RESOURCE.from_env()
     return out
 
 

@@ -41,6 +41,10 @@ from pipelines.warehouse import WarehouseResource
 Window = tuple[datetime, datetime]
 
 
+# Who answers for the ingest assets in the UI (Dagster shows owners on every asset page).
+OWNERS = ["team:callcenter-data"]
+
+
 class IngestConfig(Config):
     """Run configuration every fact asset accepts."""
 

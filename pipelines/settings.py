@@ -53,36 +53,3 @@ def int_list(name: str, value: str, lo: int | None = None, hi: int | None = None
             raise SettingError(f"{name}: {n} is outside {lo}..{hi}")
         out.append(n)
     return out
-
-
-def rate(source: str, default: float) -> float:
-    """``<SOURCE>_RATE_PER_S`` overrides a client's request-rate limit."""
-    value = os.environ.get(f"{source.upper()}_RATE_PER_S")
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise SettingError(
-            f"{source.upper()}_RATE_PER_S={value!r} is not a number of requests per second"
-        ) from None
-
-
-def overrides(source: str) -> dict[str, float | int]:
-    """A source resource's optional settings from the environment: ``<SOURCE>_CONCURRENCY``
-    (requests in flight) and ``<SOURCE>_MAX_GONE_SHARE`` (0 to 1: the share of a window's
-    rows one complete pull may mark gone). Unset, the resource's defaults apply."""
-    out: dict[str, float | int] = {}
-    name = f"{source.upper()}_CONCURRENCY"
-    if value := os.environ.get(name):
-        if not value.isdigit() or int(value) < 1:
-            raise SettingError(f"{name}={value!r} is not a positive whole number")
-        out["concurrency"] = int(value)
-    name = f"{source.upper()}_MAX_GONE_SHARE"
-    if value := os.environ.get(name):
-        try:
-            share = float(value)
-        except ValueError:
-            share = -1.0
-        if not 0.0 <= share <= 1.0:
-            raise SettingError(f"{name}={value!r} is not a share between 0 and 1 (e.g. 0.2)")
-        out["max_gone_share"] = share
-    return out

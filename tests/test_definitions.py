@@ -59,3 +59,18 @@ def test_rate_and_concurrency_come_from_the_environment(monkeypatch) -> None:  #
     assert tuned["crm"].concurrency == 2
     assert tuned["trtc"].rate_per_s == 50.0
     assert tuned["isales"].concurrency == defaults["isales"].concurrency
+
+
+def test_every_resource_field_is_its_sources_variable_and_a_bad_value_names_it(monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+
+    from pipelines.definitions import build_resources
+    from pipelines.settings import SettingError
+
+    monkeypatch.setenv("PUSHLOG_OVERLAP_MINUTES", "30")
+    monkeypatch.setenv("TRTC_MAX_GONE_SHARE", "0.5")
+    tuned = build_resources()
+    assert tuned["pushlog"].overlap_minutes == 30.0 and tuned["trtc"].max_gone_share == 0.5
+    monkeypatch.setenv("CRM_MAX_GONE_SHARE", "2")
+    with pytest.raises(SettingError, match="CRM_MAX_GONE_SHARE"):
+        build_resources()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 
 from pipelines.http import ordered_prefetch
-from pipelines.ingest import Ingest, IngestConfig, Load, RunContext, TableChecks, one_page
+from pipelines.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks, one_page
 from pipelines.settings import int_list
 from pipelines.sources.crm import normalize
 from pipelines.sources.crm.client import CrmResource
@@ -23,7 +23,7 @@ IVR_KEY = AssetKey(["core", "fact_crm_call_ivr"])
 # The open day is refreshed hourly by the schedule; two missed refreshes warn.
 FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
 DIM_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
-COMMON = {"group_name": "crm", "pool": "crm", "kinds": {"postgres", "udesk"}}
+COMMON = {"group_name": "crm", "pool": "crm", "kinds": {"postgres", "udesk"}, "owners": OWNERS}
 
 
 def _calls(run: RunContext) -> Iterator[Load]:

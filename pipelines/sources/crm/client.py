@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Generator
 from datetime import datetime, timedelta
 
 import httpx
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.http import (
@@ -27,7 +26,7 @@ from pipelines.http import (
     VendorError,
     ordered_prefetch,
 )
-from pipelines.loader import DEFAULT_MAX_GONE_SHARE
+from pipelines.vendor_resource import VendorResource
 
 VENDOR = "Udesk CRM"
 CREDENTIAL_VARS = "CRM_EMAIL and CRM_SECRET_KEY"
@@ -180,8 +179,12 @@ class CrmClient:
             page_num += 1
 
 
-class CrmResource(ConfigurableResource):
-    """Connection settings of the Udesk CRM (CRM_* variables)."""
+class CrmResource(VendorResource):
+    """Connection settings of the Udesk CRM API (CRM_* variables)."""
+
+    SOURCE = "crm"
+    VENDOR = VENDOR
+    SECRETS = frozenset({"secret_key"})
 
     base_url: str = Field(description="CRM_BASE_URL: scheme, host, port and path prefix before /v1/...")
     email: str = Field(description="CRM_EMAIL: the account e-mail that signs requests")
@@ -189,33 +192,14 @@ class CrmResource(ConfigurableResource):
     agent_ids: str = Field(
         default="", description="CRM_AGENT_IDS: comma list of masterUserIds for /v1/callLogs/search"
     )
-    rate_per_s: float = Field(
-        default=20.0, description="Client-side request rate limit (undocumented by the vendor)"
-    )
     # 20 requests/s at a 200 ms round trip keep 4 in flight; more only adds connections
     # whose bookkeeping costs client CPU (bench/README.md).
-    concurrency: int = Field(default=4, description="Requests in flight at once (CRM_CONCURRENCY)")
-    max_gone_share: float = Field(
-        default=DEFAULT_MAX_GONE_SHARE,
-        description="CRM_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
-    )
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight at once (CRM_CONCURRENCY)")
     page_size: int = Field(default=MAX_PAGE_SIZE, description="pageSize, at most 100")
-    timeout_s: float = Field(default=30.0)
-    max_retries: int = Field(default=5)
-    backoff_base_s: float = Field(default=0.5, description="First retry waits up to this, doubling each time")
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> CrmClient:
-        http = HttpClient(
-            VENDOR,
-            self.base_url,
-            auth=CrmSignAuth(self.email, self.secret_key),
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-            rate_per_s=self.rate_per_s or None,
-            burst=self.concurrency,
-            concurrency=self.concurrency,
-            transport=transport,
-            auth_hint=f"Check {CREDENTIAL_VARS}.",
+        self.require("base_url", "email", "secret_key")
+        auth = CrmSignAuth(self.email, self.secret_key)
+        return CrmClient(
+            self.http(self.base_url, auth, transport, auth_hint=f"Check {CREDENTIAL_VARS}."), self.page_size
         )
-        return CrmClient(http, self.page_size)

@@ -2,12 +2,14 @@
 
 from dagster import (
     AssetSelection,
+    Definitions,
     ScheduleDefinition,
     define_asset_job,
 )
 
 from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.crm.assets import ASSETS, CALL_KEY, HANGUP_KEY, IVR_KEY, RECORDING_KEY
+from pipelines.sources.crm.client import CrmResource
 from pipelines.sources.crm.partitions import crm_daily
 
 crm_facts_job = define_asset_job(
@@ -33,4 +35,6 @@ JOBS = [crm_facts_job, crm_dimensions_job, crm_ivr_job]
 # makes the asset-level policy look fresh; this looks at the latest partition itself).
 FRESHNESS_CHECKS = partition_freshness_checks([CALL_KEY, RECORDING_KEY], "0 2 * * *", crm_daily.timezone)
 
-__all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]
+# What pipelines/definitions.py merges: the folder's definitions and its resource's class.
+RESOURCE = CrmResource
+defs = Definitions(assets=ASSETS, asset_checks=FRESHNESS_CHECKS, jobs=JOBS, schedules=SCHEDULES)

@@ -29,7 +29,7 @@ from dagster import (
     asset,
 )
 
-from pipelines.ingest import Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
+from pipelines.ingest import OWNERS, Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
 from pipelines.settings import SettingError
 from pipelines.sources.isales import normalize
 from pipelines.sources.isales.client import ISalesResource, VdnPull
@@ -42,7 +42,7 @@ FILE_SERVER_KEY = AssetKey(["core", "dim_isales_file_server"])
 # The open week is refreshed hourly; two missed refreshes warn.
 FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
 DIM_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
-COMMON = {"group_name": "isales", "pool": "isales", "kinds": {"postgres", "huawei"}}
+COMMON = {"group_name": "isales", "pool": "isales", "kinds": {"postgres", "huawei"}, "owners": OWNERS}
 DESCRIPTIONS = {
     "reconciles_with_api": "Per VDN, distinct records landed equal the count the API reported for the window.",
 }

@@ -22,7 +22,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.http import (
@@ -34,9 +33,9 @@ from pipelines.http import (
     VendorResponseError,
     ordered_prefetch,
 )
-from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError, int_list
 from pipelines.sources.isales.signing import CONTENT_TYPE, VARIANTS, ISalesAuth
+from pipelines.vendor_resource import VendorResource
 
 VENDOR = "Huawei CC-iSales"
 CREDENTIALS_HINT = (
@@ -257,8 +256,12 @@ def parse_vdn_ids(value: str) -> list[int]:
     return ids
 
 
-class ISalesResource(ConfigurableResource):
+class ISalesResource(VendorResource):
     """Connection settings of the Huawei CC-iSales open API (ISALES_* variables)."""
+
+    SOURCE = "isales"
+    VENDOR = VENDOR
+    SECRETS = frozenset({"sk"})
 
     base_url: str = Field(
         description="ISALES_BASE_URL: scheme, host, port and prefix before /rest/isales/..."
@@ -270,17 +273,7 @@ class ISalesResource(ConfigurableResource):
         default="Asia/Shanghai", description="ISALES_TIMEZONE: the zone of the API's naive times"
     )
     sign_variant: str = Field(default="hex", description="ISALES_SIGN_VARIANT: hex (default) or base64")
-    rate_per_s: float = Field(
-        default=20.0, description="ISALES_RATE_PER_S: client-side request rate (undocumented by the vendor)"
-    )
-    concurrency: int = Field(default=4, description="Requests in flight at once")
-    max_gone_share: float = Field(
-        default=DEFAULT_MAX_GONE_SHARE,
-        description="ISALES_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
-    )
     limit: int = Field(default=MAX_LIMIT, description="Page size (limit), at most 100")
-    timeout_s: float = Field(default=30.0)
-    max_retries: int = Field(default=5)
 
     def vdn_list(self) -> list[int]:
         return parse_vdn_ids(self.vdn_ids)
@@ -296,18 +289,8 @@ class ISalesResource(ConfigurableResource):
             raise SettingError(f"ISALES_SIGN_VARIANT={self.sign_variant!r}: expected 'hex' or 'base64'")
         if not self.ak or "/" in self.ak:
             raise SettingError("ISALES_AK is empty or contains '/'")
-        if not self.sk:
-            raise SettingError("ISALES_SK is empty")
-        http = HttpClient(
-            VENDOR,
-            self.base_url,
-            auth=ISalesAuth(self.ak, self.sk, variant=self.sign_variant),  # type: ignore[arg-type]
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            rate_per_s=self.rate_per_s or None,
-            burst=self.concurrency,
-            concurrency=self.concurrency,
-            transport=transport,
-            auth_hint=CREDENTIALS_HINT,
+        self.require("base_url", "sk")
+        auth = ISalesAuth(self.ak, self.sk, variant=self.sign_variant)  # type: ignore[arg-type]
+        return ISalesClient(
+            self.http(self.base_url, auth, transport, auth_hint=CREDENTIALS_HINT), self.zone(), self.limit
         )
-        return ISalesClient(http, self.zone(), self.limit)

@@ -3,12 +3,14 @@
 
 from dagster import (
     AssetSelection,
+    Definitions,
     ScheduleDefinition,
     define_asset_job,
 )
 
 from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.isales.assets import API_CALL_KEY, ASSETS, FILE_SERVER_KEY
+from pipelines.sources.isales.client import ISalesResource
 from pipelines.sources.isales.partitions import isales_weekly
 
 isales_api_calls_job = define_asset_job(
@@ -37,4 +39,6 @@ JOBS = [isales_api_calls_job, isales_file_servers_job]
 # creates at 00:15 in the same tick that finishes the week before.
 FRESHNESS_CHECKS = partition_freshness_checks([API_CALL_KEY], "0 6 * * 1", isales_weekly.timezone)
 
-__all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]
+# What pipelines/definitions.py merges: the folder's definitions and its resource's class.
+RESOURCE = ISalesResource
+defs = Definitions(assets=ASSETS, asset_checks=FRESHNESS_CHECKS, jobs=JOBS, schedules=SCHEDULES)

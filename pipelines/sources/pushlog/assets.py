@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 from pydantic import Field
 
-from pipelines.ingest import Ingest, IngestConfig, Load, RunContext, TableChecks
+from pipelines.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks
 from pipelines.sources.pushlog import cursor, normalize, quality
 from pipelines.sources.pushlog.client import PushLogResource
 from pipelines.sources.pushlog.partitions import pushlog_monthly
@@ -102,6 +102,7 @@ PUSH_LOGS = Ingest(
     partitions_def=pushlog_monthly,
     pool="pushlog",
     kinds={"postgres", "alibabacloud"},
+    owners=OWNERS,
     freshness_policy=FRESHNESS,
     check_specs=PUSH_LOGS.check_specs(PUSH_LOG_KEY),
     description="Push (webhook) logs (Alibaba Cloud VMS CloudListCurlLog) of one calendar month in "

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.http import (
@@ -29,9 +28,9 @@ from pipelines.http import (
     VendorError,
     VendorResponseError,
 )
-from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.pushlog.signing import AcsV3Auth
+from pipelines.vendor_resource import VendorResource
 
 VENDOR = "Alibaba Cloud VMS"
 ENDPOINT = "CloudListCurlLog"
@@ -198,8 +197,12 @@ async def merge(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class PushLogResource(ConfigurableResource):
+class PushLogResource(VendorResource):
     """Connection settings of the push-log API (PUSHLOG_* variables)."""
+
+    SOURCE = "pushlog"
+    VENDOR = VENDOR
+    SECRETS = frozenset({"access_key_secret"})
 
     base_url: str = Field(
         description="PUSHLOG_BASE_URL: scheme, host, port and any path prefix; POST goes to <base>/"
@@ -207,45 +210,17 @@ class PushLogResource(ConfigurableResource):
     access_key_id: str = Field(description="PUSHLOG_ACCESS_KEY_ID: the Alibaba Cloud AccessKey id")
     access_key_secret: str = Field(description="PUSHLOG_ACCESS_KEY_SECRET: the AccessKey secret (signs V3)")
     enterprise_id: str = Field(description="PUSHLOG_ENTERPRISE_ID: the call center id (EnterpriseId)")
-    rate_per_s: float = Field(
-        default=20.0,
-        description="PUSHLOG_RATE_PER_S: client-side request rate (the API's limit is undocumented)",
-    )
-    concurrency: int = Field(default=8, description="Sub-windows (days) walked at once")
-    max_gone_share: float = Field(
-        default=DEFAULT_MAX_GONE_SHARE,
-        description="PUSHLOG_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
-    )
+    concurrency: int = Field(default=8, ge=1, description="Sub-windows of a busy month walked at once")
     page_size: int = Field(default=MAX_LIMIT, description="Limit, at most 500")
     overlap_minutes: float = Field(
         default=15.0, description="How far before the high-water mark an incremental pull starts (late rows)"
     )
-    timeout_s: float = Field(default=30.0)
-    max_retries: int = Field(default=5)
-    backoff_base_s: float = Field(default=0.5)
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> PushLogClient:
-        for name, value in (
-            ("PUSHLOG_BASE_URL", self.base_url),
-            ("PUSHLOG_ACCESS_KEY_ID", self.access_key_id),
-            ("PUSHLOG_ACCESS_KEY_SECRET", self.access_key_secret),
-        ):
-            if not value:
-                raise SettingError(f"{name} is not set")
+        self.require("base_url", "access_key_id", "access_key_secret")
         if not self.enterprise_id.strip().isdigit():
             raise SettingError(
                 f"PUSHLOG_ENTERPRISE_ID={self.enterprise_id!r} is not a call-center id (digits)"
             )
-        http = HttpClient(
-            VENDOR,
-            self.base_url,
-            auth=AcsV3Auth(self.access_key_id, self.access_key_secret),
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-            rate_per_s=self.rate_per_s or None,
-            burst=self.concurrency,
-            concurrency=self.concurrency,
-            transport=transport,
-        )
+        http = self.http(self.base_url, AcsV3Auth(self.access_key_id, self.access_key_secret), transport)
         return PushLogClient(http, self.enterprise_id.strip(), self.page_size)

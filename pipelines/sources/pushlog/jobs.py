@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
+    Definitions,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
@@ -19,6 +20,7 @@ from dagster import (
 
 from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.pushlog.assets import ASSETS, PUSH_LOG_KEY
+from pipelines.sources.pushlog.client import PushLogResource
 from pipelines.sources.pushlog.cursor import final_pull_done
 from pipelines.sources.pushlog.partitions import pushlog_monthly
 from pipelines.warehouse import WarehouseResource
@@ -65,4 +67,6 @@ SCHEDULES = [refresh_open_month, final_pull_schedule]
 # of an older month would make the asset-level policy look fresh.
 FRESHNESS_CHECKS = partition_freshness_checks([PUSH_LOG_KEY], "0 3 1 * *", pushlog_monthly.timezone)
 
-__all__ = ["ASSETS", "FRESHNESS_CHECKS", "JOBS", "SCHEDULES"]
+# What pipelines/definitions.py merges: the folder's definitions and its resource's class.
+RESOURCE = PushLogResource
+defs = Definitions(assets=ASSETS, asset_checks=FRESHNESS_CHECKS, jobs=JOBS, schedules=SCHEDULES)

@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from pipelines import checks
-from pipelines.ingest import Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
+from pipelines.ingest import OWNERS, Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
 from pipelines.sources.trtc import normalize, plan
 from pipelines.sources.trtc.client import TrtcResource
 from pipelines.sources.trtc.paging import Pull
@@ -190,6 +190,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
             CALL_KEY,
             group_name="trtc",
             kinds={"postgres", "tencentcloud"},
+            owners=OWNERS,
             freshness_policy=FRESHNESS,
             description="Tencent TRTC call records (/v1/records/get_records_by_filter) placed in one "
             "Monday-to-Monday week of TRTC_TIMEZONE; raw.trtc_call keeps them verbatim, for good: the "
@@ -199,6 +200,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
             CALLEE_KEY,
             group_name="trtc",
             kinds={"postgres", "tencentcloud"},
+            owners=OWNERS,
             freshness_policy=FRESHNESS,
             description="One row per call and callee of core.fact_trtc_call, for joins on a user id.",
         ),

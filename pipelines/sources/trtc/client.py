@@ -27,7 +27,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator
 
 import httpx
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.http import (
@@ -39,11 +38,11 @@ from pipelines.http import (
     VendorError,
     VendorResponseError,
 )
-from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.trtc.paging import PageResult, Pull, WindowState, as_completed_bounded
 from pipelines.sources.trtc.plan import DEFAULT_SKEW_S, MAX_SKEW_S, SubWindow
 from pipelines.sources.trtc.usersig import fresh_random, gen_usersig
+from pipelines.vendor_resource import VendorResource
 
 VENDOR = "Tencent TRTC"
 ENDPOINT = "/v1/records/get_records_by_filter"
@@ -277,8 +276,12 @@ class TrtcClient:
                     yield Page(res.body, res.records, s.total)
 
 
-class TrtcResource(ConfigurableResource):
+class TrtcResource(VendorResource):
     """Connection settings of the TRTC call-record API (TRTC_* variables)."""
+
+    SOURCE = "trtc"
+    VENDOR = VENDOR
+    SECRETS = frozenset({"secret_key"})
 
     base_url: str = Field(
         description="TRTC_BASE_URL: scheme, host and path prefix before /v1/records/... "
@@ -296,10 +299,8 @@ class TrtcResource(ConfigurableResource):
         description="Requests the vendor may count in any second: never more are in flight or "
         "answered within the last second (0: no such guard)",
     )
-    concurrency: int = Field(default=16, description="Requests in flight at once (50 ms x 190/s needs ~10)")
-    max_gone_share: float = Field(
-        default=DEFAULT_MAX_GONE_SHARE,
-        description="TRTC_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    concurrency: int = Field(
+        default=16, ge=1, description="Requests in flight at once (50 ms x 190/s needs ~10)"
     )
     page_size: int = Field(default=MAX_PAGE_SIZE, description="numberPerPage, at most 100")
     retention_skew_s: int = Field(
@@ -308,9 +309,6 @@ class TrtcResource(ConfigurableResource):
         f"difference between our clock and the vendor's (0..{MAX_SKEW_S})",
     )
     usersig_expire_s: int = Field(default=86_400, description="Lifetime of each generated UserSig")
-    timeout_s: float = Field(default=30.0)
-    max_retries: int = Field(default=5)
-    backoff_base_s: float = Field(default=0.5)
 
     def _checked(self) -> int:
         if not self.base_url.startswith(("http://", "https://")):
@@ -319,10 +317,7 @@ class TrtcResource(ConfigurableResource):
             )
         if not self.sdkappid.strip().isdigit():
             raise SettingError("TRTC_SDKAPPID must be the application's numeric SDKAppID")
-        if not self.secret_key:
-            raise SettingError("TRTC_SECRET_KEY is not set")
-        if not self.admin_identifier:
-            raise SettingError("TRTC_ADMIN_IDENTIFIER is not set (an IM App administrator account)")
+        self.require("secret_key", "admin_identifier")
         return int(self.sdkappid.strip())
 
     def client(
@@ -332,21 +327,11 @@ class TrtcResource(ConfigurableResource):
     ) -> TrtcClient:
         sdkappid = self._checked()
         auth = TrtcAuth(sdkappid, self.secret_key, self.admin_identifier, self.usersig_expire_s, clock)
-        http = HttpClient(
-            VENDOR,
-            self.base_url,
-            auth=auth,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_base_s=self.backoff_base_s,
-            rate_per_s=self.rate_per_s or None,
-            # A bucket of a few tokens credits the late wake-ups of a busy event loop; no
-            # second holds more than rate_per_s sends whatever the bucket.
-            burst=PACE_BURST,
-            # The vendor counts per second on its side: the window rule keeps its count at
-            # the limit even when stalls bunch the arrivals it sees.
-            window_limit=self.limit_per_s or None,
-            concurrency=self.concurrency,
-            transport=transport,
+        # A bucket of a few tokens credits the late wake-ups of a busy event loop; no second
+        # holds more than rate_per_s sends whatever the bucket. The vendor counts per second
+        # on its side: the window rule keeps its count at the limit even when stalls bunch
+        # the arrivals it sees.
+        http = self.http(
+            self.base_url, auth, transport, burst=PACE_BURST, window_limit=self.limit_per_s or None
         )
         return TrtcClient(http, auth, self.page_size)

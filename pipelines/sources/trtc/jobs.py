@@ -7,12 +7,14 @@ schedule (not only after materializations) escalates when pulls stop.
 
 from dagster import (
     AssetSelection,
+    Definitions,
     ScheduleDefinition,
     define_asset_job,
 )
 
 from pipelines.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.sources.trtc import assets
+from pipelines.sources.trtc.client import TrtcResource
 from pipelines.sources.trtc.partitions import trtc_weekly
 
 trtc_calls_job = define_asset_job(
@@ -46,3 +48,7 @@ FRESHNESS_CHECKS = [
     *partition_freshness_checks([assets.CALL_KEY, assets.CALLEE_KEY], "0 2 * * 1", trtc_weekly.timezone),
     *assets.ASSET_CHECKS,
 ]
+
+# What pipelines/definitions.py merges: the folder's definitions and its resource's class.
+RESOURCE = TrtcResource
+defs = Definitions(assets=ASSETS, asset_checks=FRESHNESS_CHECKS, jobs=JOBS, schedules=SCHEDULES)

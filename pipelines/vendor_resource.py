@@ -1,0 +1,92 @@
+"""What every vendor's Dagster resource shares: the HTTP settings, the share of a window one
+pull may mark gone, and the one naming rule that binds it to the environment.
+
+The rule (DESIGN.md's configuration contract): a field ``f`` of source ``s``'s resource is
+the variable ``S_F`` (``CRM_BASE_URL``, ``ISALES_VDN_IDS``, ``TRTC_RATE_PER_S``). A field
+without a default, or named in ``SECRETS``, is bound through ``EnvVar``: Dagster resolves
+it at run time and never shows its value. Any other field keeps its default unless its
+variable is set.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Self
+
+import httpx
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field, ValidationError
+
+from pipelines.http import HttpClient
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
+from pipelines.settings import SettingError
+
+
+class VendorResource(ConfigurableResource):
+    """A vendor API's settings; subclasses add the vendor's own fields and its ``client()``."""
+
+    SOURCE: ClassVar[str]  # "crm": the variables' prefix and the pool's name
+    VENDOR: ClassVar[str]  # "Udesk CRM": how errors name the vendor
+    SECRETS: ClassVar[frozenset[str]] = frozenset()
+
+    rate_per_s: float = Field(
+        default=20.0, description="Client-side request rate limit (<SOURCE>_RATE_PER_S)"
+    )
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight at once (<SOURCE>_CONCURRENCY)")
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="<SOURCE>_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    )
+    timeout_s: float = Field(
+        default=30.0, description="Seconds to connect, send or read (<SOURCE>_TIMEOUT_S)"
+    )
+    max_retries: int = Field(default=5, description="Retries of a transient failure (<SOURCE>_MAX_RETRIES)")
+    backoff_base_s: float = Field(default=0.5, description="First retry waits up to this, doubling each time")
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        return f"{cls.SOURCE.upper()}_{field.upper()}"
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """The resource as the environment sets it (read when called, so a test's applies)."""
+        values: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            var = cls.variable(name)
+            if info.is_required() or name in cls.SECRETS:
+                values[name] = EnvVar(var)
+            elif os.environ.get(var):
+                values[name] = os.environ[var]
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            bad = ", ".join(
+                f"{cls.variable(str(e['loc'][0]))}: {e['msg']}" for e in error.errors() if e["loc"]
+            )
+            raise SettingError(f"{cls.VENDOR}: {bad}") from None
+
+    def require(self, *names: str) -> None:
+        """Fail, naming the variable, where a required setting is empty."""
+        for name in names:
+            if not str(getattr(self, name) or "").strip():
+                raise SettingError(f"{self.variable(name)} is not set")
+
+    def http(
+        self, base_url: str, auth: httpx.Auth, transport: httpx.AsyncBaseTransport | None = None, **kw: Any
+    ) -> HttpClient:
+        """The vendor's HTTP client with this resource's limits, timeouts and retries."""
+        return HttpClient(
+            self.VENDOR,
+            base_url,
+            auth=auth,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s,
+            rate_per_s=self.rate_per_s or None,
+            burst=kw.pop("burst", self.concurrency),
+            concurrency=self.concurrency,
+            transport=transport,
+            **kw,
+        )
