@@ -66,6 +66,7 @@ VIEW_DEPS: dict[str, list[AssetKey]] = {
     "hangup_cause_daily": [view_key("calls")],
     "customers": [view_key("calls")],
     "push_delivery_daily": [PUSH_LOG],
+    "push_deliveries": [PUSH_LOG],
     "api_usage_daily": [ISALES_CALL],
 }
 # The facts refresh hourly; the mart job runs hourly after them.

@@ -199,6 +199,25 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("calls", "bigint", "Calls that their source still returns (mart.calls with is_deleted false)."),
         ],
     ),
+    "push_deliveries": (
+        "One row per webhook (push) delivery, without its URL, parameters or answer (they carry customer numbers): for percentiles and filters over any period.",
+        [
+            ("enterprise_id", "bigint", "Call-center (enterprise) id."),
+            ("push_id", "bigint", "Push log id; unique with enterprise_id."),
+            ("logged_at", "timestamp with time zone", "When the push was logged (CreateTime)."),
+            ("push_type", "integer", "Push type code (1..29, mart.map_push_type)."),
+            ("push_type_name_en", "text", "The type's name in English (mart.map_push_type.name_en)."),
+            ("succeeded", "boolean", "The push succeeded (Result 1)."),
+            ("status_code", "integer", "HTTP status the receiver answered (0: no answer)."),
+            ("latency_ms", "bigint", "Delivery latency (EndTime - StartTime), milliseconds."),
+            ("retries", "integer", "Retries the push needed."),
+            (
+                "is_deleted",
+                "boolean",
+                "The vendor no longer returns this log (a complete pull of its month did not list it); push_delivery_daily leaves such rows out.",
+            ),
+        ],
+    ),
     "push_delivery_daily": (
         "Webhook (push) deliveries of the call center per day and push type: success and latency (Alibaba Cloud VMS push logs; deleted rows left out).",
         [

@@ -312,6 +312,20 @@ LEFT JOIN mart.map_push_type m ON m.push_type = p.type
 WHERE p._gone_at IS NULL
 GROUP BY 1, 2, 3, 4
 """,
+    "mart.push_deliveries": """
+SELECT p.enterprise_id,
+       p.id AS push_id,
+       p.create_time AS logged_at,
+       p.type AS push_type,
+       m.name_en AS push_type_name_en,
+       p.result = 1 AS succeeded,
+       p.status_code,
+       p.latency_ms,
+       greatest(p.retry, 0) AS retries,
+       p._gone_at IS NOT NULL AS is_deleted
+FROM core.fact_push_log p
+LEFT JOIN mart.map_push_type m ON m.push_type = p.type
+""",
     # Path only (a query string can carry anything), the VDN segment named, and every other
     # segment that is a number or holds five digits or more replaced: no id, no phone number.
     "mart.api_usage_daily": f"""
@@ -459,6 +473,23 @@ COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
             "latency_p50_ms": "Median delivery latency (EndTime - StartTime), milliseconds.",
             "latency_p95_ms": "95th percentile of delivery latency, milliseconds.",
             "retries": "Retries spent (sum of the pushes' Retry counts).",
+        },
+    ),
+    "mart.push_deliveries": (
+        "One row per webhook (push) delivery, without its URL, parameters or answer (they carry customer "
+        "numbers): for percentiles and filters over any period.",
+        {
+            "enterprise_id": "Call-center (enterprise) id.",
+            "push_id": "Push log id; unique with enterprise_id.",
+            "logged_at": "When the push was logged (CreateTime).",
+            "push_type": "Push type code (1..29, mart.map_push_type).",
+            "push_type_name_en": "The type's name in English (mart.map_push_type.name_en).",
+            "succeeded": "The push succeeded (Result 1).",
+            "status_code": "HTTP status the receiver answered (0: no answer).",
+            "latency_ms": "Delivery latency (EndTime - StartTime), milliseconds.",
+            "retries": "Retries the push needed.",
+            "is_deleted": "The vendor no longer returns this log (a complete pull of its month did not list "
+            "it); push_delivery_daily leaves such rows out.",
         },
     ),
     "mart.api_usage_daily": (
