@@ -10,7 +10,6 @@
   metadata, so the UI plots them over the partitions.
 """
 
-
 import time
 from datetime import timedelta
 

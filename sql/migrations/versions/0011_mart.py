@@ -145,19 +145,19 @@ PUSH_TYPES = [
 ]
 ISALES_CODES = [
     ("0200000", True, "成功", "Success."),
-    ("0200001", False, "参数异常,异常详情在resultDesc中描述。", "Parameter error (details in resultDesc)."),
+    ("0200001", False, "参数异常,异常详情在resultDesc中描述。", "Parameter exception."),
     ("0200033", False, "外呼数据不存在。", "The outbound call data does not exist."),
     ("0200034", False, "子状态与业务结果不匹配。", "The sub-status does not match the business result."),
-    ("02000001", False, "参数值为空", "A parameter is empty."),
-    ("02000002", False, "参数包含非法字符", "A parameter contains invalid characters."),
-    ("02000003", False, "参数长度不能大于规定长度", "A parameter is longer than allowed."),
-    ("02000004", False, "参数长度不能小于规定长度", "A parameter is shorter than allowed."),
-    ("02000005", False, "参数长度需要介于规定长度之间", "A parameter's length is out of range."),
-    ("02000006", False, "参数值类型不正确", "A parameter has the wrong type."),
-    ("02000007", False, "参数值大小不正确", "A parameter value is out of range."),
-    ("02000008", False, "参数转换异常,请检查请求参数", "A parameter could not be converted."),
-    ("02000009", False, "参数组合不正确,请检查请求参数", "Invalid combination of parameters."),
-    ("02000010", False, "hour和minute必须同时存在", "hour and minute must be given together."),
+    ("02000001", False, "参数值为空", "The parameter value is empty."),
+    ("02000002", False, "参数包含非法字符", "The parameter contains invalid characters."),
+    ("02000003", False, "参数长度不能大于规定长度", "The parameter is longer than allowed."),
+    ("02000004", False, "参数长度不能小于规定长度", "The parameter is shorter than allowed."),
+    ("02000005", False, "参数长度需要介于规定长度之间", "The parameter length is out of range."),
+    ("02000006", False, "参数值类型不正确", "The parameter type is incorrect."),
+    ("02000007", False, "参数值大小不正确", "The parameter value is out of range."),
+    ("02000008", False, "参数转换异常,请检查请求参数", "Parameter conversion failed."),
+    ("02000009", False, "参数组合不正确,请检查请求参数", "Invalid parameter combination."),
+    ("02000010", False, "hour和minute必须同时存在", "hour and minute must both be present."),
     ("02000011", False, "参数个数不能大于规定个数", "Too many parameters."),
 ]
 SETTINGS = [
@@ -227,7 +227,10 @@ LEFT JOIN mart.map_trtc_direction dir ON dir.call_type = t.call_type
 LEFT JOIN mart.map_trtc_outcome o ON o.call_result = t.call_result
 LEFT JOIN mart.map_outcome mo ON mo.outcome = coalesce(o.outcome, 'other')
 LEFT JOIN core.customer_identity ci ON ci.app_user_id = t.caller
-LEFT JOIN core.customer_key k ON k.subject = core.app_user_subject(t.caller, ci.phone_number)
+-- core.app_user_subject written out: inlining it would look up core.normalize_phone by name,
+-- as the analyst, who has no USAGE on core
+LEFT JOIN core.customer_key k
+  ON k.subject = coalesce(core.normalize_phone(ci.phone_number), core.normalize_phone(t.caller), 'app:' || t.caller)
 """,
     "mart.call_daily": f"""
 SELECT (c.started_at AT TIME ZONE {TZ})::date AS day,
