@@ -219,27 +219,59 @@ def test_customer_key_in_sql_is_the_hmac_of_the_subject(db: psycopg.Connection) 
 
 def test_key_is_required_outside_the_demo_and_the_demo_key_is_announced_once(caplog) -> None:  # noqa: ANN001
     with pytest.raises(pii.PiiConfigError, match="PII_HASH_KEY"):
-        pii.CustomersResource(demo=False).key()
-    assert pii.CustomersResource(hash_key="k").key() == (b"k", "PII_HASH_KEY")
+        pii.CustomersResource().key(demo=False)
+    assert pii.CustomersResource(hash_key="k").key(demo=True) == (b"k", "PII_HASH_KEY")
     pii._demo_logged.clear()
     with caplog.at_level(logging.WARNING, logger=pii.__name__):
         for _ in range(3):
-            assert pii.CustomersResource(demo=True).key() == (pii.DEMO_KEY.encode(), "demo key")
+            assert pii.CustomersResource().key(demo=True) == (pii.DEMO_KEY.encode(), "demo key")
     assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
     assert "DEMO" in caplog.records[0].getMessage() and len(caplog.records) == 1
 
 
-def test_build_resource_requires_the_key_when_a_warehouse_url_is_set(monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("WAREHOUSE_URL", "postgresql://u@h/d")
+def test_identity_file_defaults_to_the_demo_file_on_the_demo_only(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.delenv("PII_HASH_KEY", raising=False)
     monkeypatch.delenv("CUSTOMER_IDENTITY_FILE", raising=False)
     resource = pii.build_customers_resource()
-    assert resource.demo is False and resource.identity_path() is None
-    monkeypatch.delenv("WAREHOUSE_URL")
-    assert pii.build_customers_resource().identity_path() == pii.DEMO_IDENTITY_FILE
+    assert resource.hash_key is None and resource.identity_path(demo=False) is None
+    assert resource.identity_path(demo=True) == pii.DEMO_IDENTITY_FILE
     monkeypatch.setenv("CUSTOMER_IDENTITY_FILE", "/nonexistent/ids.csv")
     with pytest.raises(pii.PiiConfigError, match="CUSTOMER_IDENTITY_FILE"):
-        pii.build_customers_resource().identity_path()
+        pii.build_customers_resource().identity_path(demo=True)
+
+
+def test_the_embedded_warehouse_is_the_demo_and_any_other_needs_the_key(
+    warehouse_url: str,
+    db: psycopg.Connection,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    db.execute(
+        "INSERT INTO core.fact_crm_call (id, created_at, call_id, customer_number, _loaded_at) "
+        "VALUES (1, now(), 'a', '13812345678', now())"
+    )
+    resources = {"warehouse": WarehouseResource(url=warehouse_url), "customers": pii.CustomersResource()}
+
+    def key_run():  # noqa: ANN202
+        return materialize(
+            [mart.customer_key],
+            resources=resources,
+            instance=DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+
+    monkeypatch.setenv("WAREHOUSE_DIR", "/nonexistent/warehouse")
+    assert pii.is_embedded_warehouse(db) is False
+    failed = key_run()
+    assert not failed.success
+    error = str(failed.get_step_failure_events()[0].event_specific_data.error)
+    assert "PII_HASH_KEY" in error
+    data_dir = db.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()[0]
+    monkeypatch.setenv("WAREHOUSE_DIR", data_dir)  # this server stands for the demo's .warehouse/
+    assert pii.is_embedded_warehouse(db) is True
+    assert metadata(key_run(), "core/customer_key")["key"] == "demo key"
+    assert db.execute("SELECT customer_key FROM core.customer_key").fetchone() == (
+        pii.customer_key(pii.DEMO_KEY.encode(), "+8613812345678"),
+    )
 
 
 def test_demo_identity_file_is_the_simulators_app_users() -> None:

@@ -101,9 +101,9 @@ def _table_schema(table) -> TableSchema:  # noqa: ANN001
 def customer_identity(
     context: AssetExecutionContext, warehouse: WarehouseResource, customers: pii.CustomersResource
 ) -> MaterializeResult:
-    path = customers.identity_path()
-    parsed = identity.read(path) if path else identity.IdentityFile()
     with warehouse.connect() as conn:
+        path = customers.identity_path(customers.is_demo(conn))
+        parsed = identity.read(path) if path else identity.IdentityFile()
         identity.replace(conn, parsed.rows)
         unrecognized = conn.execute(
             "SELECT count(*) FROM core.customer_identity WHERE core.normalize_phone(phone_number) IS NULL"
@@ -166,9 +166,9 @@ SET customer_key = EXCLUDED.customer_key, last4 = EXCLUDED.last4, key_id = EXCLU
 )
 def customer_key(warehouse: WarehouseResource, customers: pii.CustomersResource) -> MaterializeResult:
     started = time.monotonic()
-    key, source = customers.key()
-    params = {**pii.pads(key), "key_id": pii.key_id(key)}
     with warehouse.connect() as conn:
+        key, source = customers.key(customers.is_demo(conn))
+        params = {**pii.pads(key), "key_id": pii.key_id(key)}
         keyed = conn.execute(UPSERT, params).rowcount
         # Subjects no longer in any fact keep their key; keys of an older key go.
         stale = conn.execute("DELETE FROM core.customer_key WHERE key_id <> %(key_id)s", params).rowcount

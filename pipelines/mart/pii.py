@@ -1,5 +1,9 @@
 """Pseudonymous customers: the key, and the keyed hash computed inside PostgreSQL.
 
+Outside the demo (any warehouse but the project's embedded one) PII_HASH_KEY is required;
+the demo (``python -m pipelines.demo``, ``dagster dev`` on ``.demo/env``) runs on a fixed,
+clearly named demo key and the shipped demo identity file.
+
 ``customer_key`` = HMAC-SHA256(PII_HASH_KEY, subject), where subject is a phone number in one
 form (``core.normalize_phone``) or ``app:<user id>``. The key never reaches the warehouse: the
 HMAC is built from PostgreSQL's ``sha256()`` with the key's inner and outer pads as bound
@@ -16,8 +20,11 @@ import threading
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
+import psycopg
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
+
+from pipelines.warehouse import embedded_dir
 
 KEY_VARIABLE = "PII_HASH_KEY"
 IDENTITY_VARIABLE = "CUSTOMER_IDENTITY_FILE"
@@ -61,24 +68,35 @@ def key_id(key: bytes) -> str:
     return hmac.new(key, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
+def is_embedded_warehouse(conn: psycopg.Connection) -> bool:
+    """Whether ``conn`` is to this project's embedded PostgreSQL (the demo), over its socket or
+    TCP alike: its data directory is ours. A login that may not read the setting sees no row."""
+    row = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()
+    return row is not None and Path(row[0]).resolve() == embedded_dir().resolve()
+
+
 class CustomersResource(ConfigurableResource):
-    """The PII key and the identity map. Outside the demo (WAREHOUSE_URL set) PII_HASH_KEY is
-    required; on the embedded demo warehouse a fixed demo key and the shipped demo identity
-    file stand in for unset variables."""
+    """The PII key and the identity map. On the project's embedded (demo) warehouse a fixed demo
+    key and the shipped demo identity file stand in for unset variables; on any other warehouse
+    PII_HASH_KEY is required."""
 
     hash_key: str | None = Field(default=None, description="PII_HASH_KEY: the HMAC key of customer_key.")
     identity_file: str | None = Field(
         default=None, description="CUSTOMER_IDENTITY_FILE: CSV app_user_id,phone_number (optional)."
     )
-    demo: bool = Field(
-        default=False, description="The embedded demo warehouse (WAREHOUSE_URL unset): demo defaults apply."
+    demo: bool | None = Field(
+        default=None,
+        description="Whether demo defaults apply; unset: when the warehouse is the embedded one (.warehouse/).",
     )
 
-    def key(self) -> tuple[bytes, str]:
+    def is_demo(self, conn: psycopg.Connection) -> bool:
+        return self.demo if self.demo is not None else is_embedded_warehouse(conn)
+
+    def key(self, demo: bool) -> tuple[bytes, str]:
         """The key's bytes and where it came from (for metadata: never the key)."""
         if self.hash_key:
             return self.hash_key.encode(), KEY_VARIABLE
-        if self.demo:
+        if demo:
             if not _demo_logged.is_set():
                 _demo_logged.set()
                 log.warning(
@@ -89,22 +107,21 @@ class CustomersResource(ConfigurableResource):
                 )
             return DEMO_KEY.encode(), "demo key"
         raise PiiConfigError(
-            f"{KEY_VARIABLE} is not set: it is required when WAREHOUSE_URL points at a warehouse (the key of "
+            f"{KEY_VARIABLE} is not set: it is required on any warehouse but the embedded demo one (the key of "
             "customer_key, the customers' pseudonym; keep it outside the warehouse)"
         )
 
-    def identity_path(self) -> Path | None:
+    def identity_path(self, demo: bool) -> Path | None:
         if self.identity_file:
             path = Path(self.identity_file)
             if not path.is_file():
                 raise PiiConfigError(f"{IDENTITY_VARIABLE}={self.identity_file!r} is not a readable file")
             return path
-        return DEMO_IDENTITY_FILE if self.demo else None
+        return DEMO_IDENTITY_FILE if demo else None
 
 
 def build_customers_resource() -> CustomersResource:
     return CustomersResource(
         hash_key=EnvVar(KEY_VARIABLE) if os.environ.get(KEY_VARIABLE) else None,
         identity_file=os.environ.get(IDENTITY_VARIABLE) or None,
-        demo=not os.environ.get("WAREHOUSE_URL"),
     )
