@@ -810,3 +810,38 @@ def test_roles_are_nologin_and_loader_owns_the_warehouse(wh: psycopg.Connection)
             "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname IN ('raw', 'core', 'mart')"
         ).fetchall()
     } == {"loader"}
+
+
+def test_definitions_register_the_mart_downstream_of_the_facts() -> None:
+    from dagster import AssetKey
+
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    mart_keys = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "mart"}
+    assert {k.to_user_string() for k in mart_keys} == {
+        "core/customer_identity",
+        "core/customer_key",
+        "mart/daily_kpis",
+        *(f"mart/{v}" for v in mart.VIEW_DEPS),
+    }
+    for key in mart_keys:
+        node = graph.get(key)
+        assert "postgres" in node.kinds and node.description
+        if key != mart.KPI_KEY:
+            schema = node.metadata["dagster/column_schema"]
+            assert schema.columns and all(c.description for c in schema.columns)
+    calls = graph.get(AssetKey(["mart", "calls"]))
+    assert {
+        AssetKey(["core", "fact_crm_call"]),
+        AssetKey(["core", "fact_trtc_call"]),
+        mart.CUSTOMER_KEY_KEY,
+    } <= set(calls.parent_keys)
+    assert (
+        AssetKey(["core", "fact_push_log"])
+        in graph.get(AssetKey(["mart", "push_delivery_daily"])).parent_keys
+    )
+    assert graph.get(mart.KPI_KEY).partitions_def.timezone == "Asia/Shanghai"
+    repo = defs.get_repository_def()
+    assert {"mart_schedule", "mart_daily_kpis_schedule"} <= {s.name for s in repo.schedule_defs}
+    assert "customers" in defs.resources
