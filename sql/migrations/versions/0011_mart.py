@@ -39,19 +39,15 @@ FUNCTIONS = {
     # '013812345678' ('+8613812345678'); landlines with their trunk 0 or after +86 ('+86' and
     # the number without the 0). Anything else (an app user id, a short code) is not a number.
     "core.normalize_phone(v text)": (
+        # One expression, no FROM, so the planner inlines it: as a function with a FROM clause it
+        # cost 30 us a call against 7 us inlined (200k CRM numbers), and core/customer_key over
+        # 3M fact rows took 427 s instead of 16-44 s.
         r"""
         RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT CASE
-                 WHEN n ~ '^1[3-9][0-9]{9}$' THEN '+86' || n
-                 WHEN n ~ '^01[3-9][0-9]{9}$' THEN '+86' || substr(n, 2)
-                 WHEN n ~ '^0[1-9][0-9]{8,10}$' THEN '+86' || substr(n, 2)
-                 WHEN cc AND n ~ '^[2-9][0-9]{8,10}$' THEN '+86' || n
-               END
-        FROM (SELECT CASE WHEN c ~ '^(\+|00)86' THEN regexp_replace(c, '^(\+|00)86', '')
-                          WHEN c ~ '^861[3-9][0-9]{9}$' THEN substr(c, 3)
-                          ELSE c END AS n,
-                     c ~ '^(\+|00)86' AS cc
-              FROM (SELECT regexp_replace(btrim(v), '[[:space:]().-]', '', 'g') AS c) a) b $$""",
+        SELECT '+86' || coalesce(
+          substring(regexp_replace(v, '[[:space:]().-]', '', 'g') FROM '^(?:\+86|0086|86)?0?(1[3-9][0-9]{9})$'),
+          substring(regexp_replace(v, '[[:space:]().-]', '', 'g') FROM '^0([1-9][0-9]{8,10})$'),
+          substring(regexp_replace(v, '[[:space:]().-]', '', 'g') FROM '^(?:\+86|0086)([2-9][0-9]{8,10})$')) $$""",
         "A phone number in one form ('+8613812345678'); NULL when the text is not a Chinese mobile or "
         "landline number.",
     ),
