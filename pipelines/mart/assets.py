@@ -48,7 +48,7 @@ CRM_CALL, CRM_RECORDING, CRM_HANGUP = (
     AssetKey(["core", "fact_crm_call_recording"]),
     AssetKey(["core", "dim_crm_hangup_reason"]),
 )
-TRTC_CALL, TRTC_CALLEE = AssetKey(["core", "fact_trtc_call"]), AssetKey(["core", "fact_trtc_call_callee"])
+TRTC_CALL = AssetKey(["core", "fact_trtc_call"])
 PUSH_LOG, ISALES_CALL = AssetKey(["core", "fact_push_log"]), AssetKey(["core", "fact_isales_api_call"])
 
 
@@ -126,16 +126,13 @@ def customer_identity(
 # ------------------------------------------------------------------------------------------
 # core/customer_key
 
-# Every subject the call facts name: CRM numbers, TRTC callers and callees (through the
-# identity map). core.app_user_subject is the same function mart.calls joins with.
+# Every customer mart.calls names: CRM numbers and TRTC callers (through the identity map),
+# with the expressions mart.calls joins on (core.app_user_subject is its TRTC one, written out).
 SUBJECTS = """
 SELECT core.normalize_phone(customer_number) AS subject FROM core.fact_crm_call
 UNION
 SELECT core.app_user_subject(t.caller, ci.phone_number) FROM core.fact_trtc_call t
 LEFT JOIN core.customer_identity ci ON ci.app_user_id = t.caller
-UNION
-SELECT core.app_user_subject(c.callee, ci.phone_number) FROM core.fact_trtc_call_callee c
-LEFT JOIN core.customer_identity ci ON ci.app_user_id = c.callee
 """
 # Only subjects not yet keyed under this key are hashed; rows of another key are rewritten.
 UPSERT = f"""
@@ -156,10 +153,9 @@ SET customer_key = EXCLUDED.customer_key, last4 = EXCLUDED.last4, key_id = EXCLU
     key=CUSTOMER_KEY_KEY,
     group_name=GROUP,
     kinds=KINDS,
-    deps=[CRM_CALL, TRTC_CALL, TRTC_CALLEE, IDENTITY_KEY],
-    description="Every customer the call facts name (CRM numbers; TRTC callers and callees, through the "
-    "identity map), with their customer_key: HMAC-SHA256 of the normalized number (or 'app:<user id>') "
-    "under PII_HASH_KEY, computed in PostgreSQL with the key as a bound parameter; the key is never stored. "
+    deps=[CRM_CALL, TRTC_CALL, IDENTITY_KEY],
+    description="Every customer of mart.calls (CRM numbers; TRTC callers, through the identity map), with "
+    "their customer_key: HMAC-SHA256 of the normalized number (or 'app:<user id>') under PII_HASH_KEY, computed in PostgreSQL with the key as a bound parameter; the key is never stored. "
     "Only new customers are hashed; a new key rewrites every row.",
     metadata={"dagster/column_schema": _table_schema(mart_models.customer_key)},
     freshness_policy=FRESHNESS,
