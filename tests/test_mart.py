@@ -845,3 +845,17 @@ def test_definitions_register_the_mart_downstream_of_the_facts() -> None:
     repo = defs.get_repository_def()
     assert {"mart_schedule", "mart_daily_kpis_schedule"} <= {s.name for s in repo.schedule_defs}
     assert "customers" in defs.resources
+
+
+def test_simulator_shares_returning_customers_between_crm_and_trtc() -> None:
+    from simulator import crm as sim_crm
+    from simulator import trtc as sim_trtc
+
+    settings = sim_crm.Settings()
+    served = [sim_crm.make_call(settings, 20_500, i)["customerNumber"] for i in range(2000)]
+    returning = [n for n in served if n in set(sim_customers.CRM_NUMBERS)]
+    assert 20 < len(returning) < 120  # about 3 %
+    assert set(sim_customers.trtc_user_ids()) <= set(sim_trtc._users(settings.seed))
+    assert {normalize(u) for u in sim_customers.trtc_user_ids()} - {None} == {
+        normalize(n) for n in sim_customers.RETURNING_NUMBERS
+    }
