@@ -2,6 +2,7 @@
 
 from dagster import Definitions, build_sensor_for_freshness_checks
 
+from pipelines.mart import jobs as mart_jobs
 from pipelines.resources import build_resources
 from pipelines.sources.crm import jobs as crm_jobs
 from pipelines.sources.isales import jobs as isales_jobs
@@ -22,4 +23,15 @@ defs = Definitions(
         build_sensor_for_freshness_checks(freshness_checks=freshness_checks, name="freshness_checks_sensor")
     ],
     resources=build_resources(),
+)
+
+# The analysts' mart (pipelines/mart/): downstream of every source's facts.
+defs = Definitions.merge(
+    defs,
+    Definitions(
+        assets=mart_jobs.ASSETS,
+        jobs=mart_jobs.JOBS,
+        schedules=mart_jobs.SCHEDULES,
+        resources=mart_jobs.RESOURCES,
+    ),
 )
