@@ -16,7 +16,7 @@ raw_crm_agent_call = raw_table(
 fact_crm_call = Table(
     "fact_crm_call",
     metadata,
-    Column("id", BigInteger, primary_key=True, comment="Call log id (通话记录id)."),
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="Call log id (通话记录id)."),
     tstz("created_at", "When the call was logged (createTime, read in CRM_TIMEZONE).", nullable=False),
     Column("call_id", Text, nullable=False, comment="CallID: a UUID string, although documented as int."),
     Column("conversation_id", Text, comment="Conversation id: a UUID or a short number (undocumented)."),
@@ -73,7 +73,7 @@ Index("ix_fact_crm_call_recording_call_created_at", fact_crm_call_recording.c.ca
 dim_crm_hangup_reason = Table(
     "dim_crm_hangup_reason",
     metadata,
-    Column("id", Integer, primary_key=True, comment="Hangup reason id (挂机原因id)."),
+    Column("id", Integer, primary_key=True, autoincrement=False, comment="Hangup reason id (挂机原因id)."),
     Column(
         "name", Text, nullable=False, comment="Reason name, trimmed (the API sends some with a trailing tab)."
     ),
@@ -86,7 +86,13 @@ dim_crm_hangup_reason = Table(
 fact_crm_call_ivr = Table(
     "fact_crm_call_ivr",
     metadata,
-    Column("id", BigInteger, primary_key=True, comment="Call log id (core.fact_crm_call.id)."),
+    Column(
+        "id",
+        BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="Call log id (core.fact_crm_call.id).",
+    ),
     Column(
         "master_user_id",
         BigInteger,

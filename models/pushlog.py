@@ -116,7 +116,7 @@ Index("ix_fact_push_log_create_time", fact_push_log.c.create_time)
 dim_push_type = Table(
     "dim_push_type",
     metadata,
-    Column("type", Integer, primary_key=True, comment="Push type code (Type)."),
+    Column("type", Integer, primary_key=True, autoincrement=False, comment="Push type code (Type)."),
     Column("name", Text, nullable=False, comment="The documented name (seed 001's list)."),
     loaded_at(),
     schema="core",

@@ -1,5 +1,6 @@
-"""The one Definitions object: every source folder's definitions, merged, plus what is shared
-(the warehouse resource and the per-partition freshness sensor).
+"""The one Definitions object: every source folder's definitions and the analysts' mart
+(``pipelines/mart/``), merged, plus what is shared (the warehouse resource and the
+per-partition freshness sensor).
 
 Each source folder's ``jobs.py`` exports ``defs`` (its assets, checks, jobs and schedules) and
 ``RESOURCE`` (its resource class, bound to the environment by ``from_env``). Adding a vendor is
@@ -12,6 +13,7 @@ from types import ModuleType
 
 from dagster import Definitions, EnvVar, build_sensor_for_freshness_checks
 
+from pipelines.mart import jobs as mart
 from pipelines.sources.crm import jobs as crm
 from pipelines.sources.isales import jobs as isales
 from pipelines.sources.pushlog import jobs as pushlog
@@ -27,7 +29,7 @@ def build_resources() -> dict[str, object]:
     out: dict[str, object] = {"warehouse": warehouse}
     for source in SOURCES:
         out[source.RESOURCE.SOURCE] = source.RESOURCE.from_env()
-    return out
+    return {**out, **mart.resources()}
 
 
 freshness_checks = [check for source in SOURCES for check in source.defs.asset_checks or ()]
@@ -41,5 +43,6 @@ with warnings.catch_warnings():
 
 defs = Definitions.merge(
     *(source.defs for source in SOURCES),
+    mart.defs,  # downstream of every source's facts
     Definitions(sensors=[freshness_sensor], resources=build_resources()),
 )

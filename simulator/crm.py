@@ -68,6 +68,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from simulator import customers
 from simulator.common import POISON_VARIANTS, Fault, SimState, json_response, rng, serve
 
 VENDOR = "crm"
@@ -105,6 +106,10 @@ HANGUP_REASONS: tuple[tuple[int, str], ...] = (
     (18, "稍后再拨"),
 )
 UNKNOWN_HANGUP_CAUSE = 99  # appears rarely, outside the dimension
+# digest byte 57 below this: a returning customer (simulator.customers), whom the TRTC app
+# knows too; byte 58 picks which
+RETURNING_SHARE = 8
+_RETURNING = tuple(customers.CRM_NUMBERS[x % len(customers.CRM_NUMBERS)] for x in range(256))
 
 SP_NUMBERS = ("02131204098", "057126200670", "01062668800", "075586013388", "02868731200")
 MOBILE_PREFIXES = ("13", "15", "17", "18", "19")
@@ -311,7 +316,9 @@ def make_call(s: Settings, day: int, i: int, *, detail: bool = False, ivr: bool 
     rec = {
         "id": day * ID_DAY_FACTOR + i,
         "createTime": f"{_date_str(day)} {hh:02d}:{mm:02d}:{ss:02d}",
-        "customerNumber": MOBILE_PREFIXES[b[16] % len(MOBILE_PREFIXES)] + f"{_u(b, 17, 21) % 10**9:09d}",
+        "customerNumber": _RETURNING[b[58]]
+        if b[57] < RETURNING_SHARE
+        else MOBILE_PREFIXES[b[16] % len(MOBILE_PREFIXES)] + f"{_u(b, 17, 21) % 10**9:09d}",
         "province": province,
         "city": city,
         "agentName": agent_name,
@@ -593,7 +600,8 @@ def _render(s: Settings, runs: Runs, detail: bool, ivr: bool, head: str, tail: s
                     "",
                 )
             rec = (
-                f"{id_base + i}{create_time}{customer_base[b16] + u17 % 1_000_000_000}"
+                f"{id_base + i}{create_time}"
+                f"{_RETURNING[b[58]] if b[57] < RETURNING_SHARE else customer_base[b16] + u17 % 1_000_000_000}"
                 f"{province_city[u17 & 255][b21]}{agents[b22][i % n_agents]}{durations[u12 % 600]}"
                 f"{sp_ringing[b15][b14]}{seat_drop_hangup[b23][b24][b25]}{call_id}-{masked}{customer[b26]}"
                 f"{'null' if business_null[b27] else 10_000 + (b28 << 16 | u29) % 90_000}"

@@ -73,6 +73,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from simulator import customers
 from simulator.common import POISON_VARIANTS, Fault, SimState, rng, serve
 
 VENDOR = "trtc"
@@ -261,7 +262,8 @@ def _matches(seed: int, call_type: str | None, result: str | None) -> tuple[int,
 
 @lru_cache(maxsize=64)
 def _users(seed: int) -> tuple[str, ...]:
-    """The app's user ids: numeric ids (some with a leading zero), mobile numbers, pinyin names."""
+    """The app's user ids: numeric ids (some with a leading zero), mobile numbers, pinyin names,
+    and the returning customers of ``simulator.customers``."""
     r = rng(seed, "trtc-users")
     out: dict[str, None] = {}
     while len(out) < N_USERS:
@@ -275,6 +277,8 @@ def _users(seed: int) -> tuple[str, ...]:
         else:
             uid = f"{r.choice(SURNAMES)}{r.choice(GIVEN)}{r.choice(('', '_', '.'))}{r.randint(1, 999)}"
         out[uid] = None
+    # plus the customers who also call through the CRM (simulator.customers)
+    out.update(dict.fromkeys(customers.trtc_user_ids()))
     return tuple(out)
 
 

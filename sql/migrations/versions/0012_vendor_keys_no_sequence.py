@@ -1,0 +1,40 @@
+"""Vendor keys are not generated: drop the sequences SQLAlchemy attached by accident.
+
+A lone integer primary key becomes SERIAL in SQLAlchemy unless told otherwise, so four vendor
+keys got a sequence default: core.fact_crm_call.id, core.fact_crm_call_ivr.id,
+core.dim_crm_hangup_reason.id and core.dim_push_type.type. A row without the vendor's key
+would then silently get a made-up one; now it fails (the models say autoincrement=False).
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+KEYS = (
+    ("fact_crm_call", "id"),
+    ("fact_crm_call_ivr", "id"),
+    ("dim_crm_hangup_reason", "id"),
+    ("dim_push_type", "type"),
+)
+
+
+def upgrade() -> None:
+    for table, column in KEYS:
+        op.execute(f"ALTER TABLE core.{table} ALTER COLUMN {column} DROP DEFAULT")
+        op.execute(f"DROP SEQUENCE IF EXISTS core.{table}_{column}_seq")
+
+
+def downgrade() -> None:
+    for table, column in KEYS:
+        sequence = f"core.{table}_{column}_seq"
+        op.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence} OWNED BY core.{table}.{column}")
+        op.execute(f"ALTER TABLE core.{table} ALTER COLUMN {column} SET DEFAULT nextval('{sequence}')")
