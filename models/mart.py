@@ -68,7 +68,11 @@ map_crm_direction = Table(
     "map_crm_direction",
     metadata,
     Column(
-        "call_type", SmallInteger, primary_key=True, comment="CRM callType (core.fact_crm_call.call_type)."
+        "call_type",
+        SmallInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="CRM callType (core.fact_crm_call.call_type).",
     ),
     Column("direction", Text, nullable=False, comment="mart.calls.direction."),
     _desc(),
@@ -79,7 +83,13 @@ map_crm_direction = Table(
 map_crm_outcome = Table(
     "map_crm_outcome",
     metadata,
-    Column("result", SmallInteger, primary_key=True, comment="CRM result (core.fact_crm_call.result)."),
+    Column(
+        "result",
+        SmallInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="CRM result (core.fact_crm_call.result).",
+    ),
     Column("outcome", Text, nullable=False, comment="mart.calls.outcome."),
     _desc(),
     schema="mart",
@@ -90,7 +100,11 @@ map_crm_hangup_side = Table(
     "map_crm_hangup_side",
     metadata,
     Column(
-        "drop_side", SmallInteger, primary_key=True, comment="CRM dropSide (core.fact_crm_call.drop_side)."
+        "drop_side",
+        SmallInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="CRM dropSide (core.fact_crm_call.drop_side).",
     ),
     Column("hangup_side", Text, nullable=False, comment="mart.calls.hangup_side."),
     _desc(),
@@ -140,7 +154,13 @@ map_outcome = Table(
 map_push_type = Table(
     "map_push_type",
     metadata,
-    Column("push_type", Integer, primary_key=True, comment="Push type code (core.fact_push_log.type)."),
+    Column(
+        "push_type",
+        Integer,
+        primary_key=True,
+        autoincrement=False,
+        comment="Push type code (core.fact_push_log.type).",
+    ),
     Column("name", Text, nullable=False, comment="The documented name (seed 001), Chinese."),
     Column("name_en", Text, nullable=False, comment="Our English translation of name."),
     schema="mart",
