@@ -22,12 +22,12 @@ import pandas as pd
 import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
+from pipelines.resources import build_resources
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pipelines.mart import assets as mart
 from pipelines.mart import columns, identity, pii
-from pipelines.resources import build_resources
 from pipelines.sources.crm import assets as crm
 from pipelines.sources.isales import assets as isales
 from pipelines.sources.pushlog import assets as pushlog

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 
-from pipelines.http import ordered_prefetch
+from pipelines.http import bounded
 from pipelines.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks, one_page
 from pipelines.settings import int_list
 from pipelines.sources.crm import normalize
@@ -67,7 +67,7 @@ def _recordings(run: RunContext) -> Iterator[Load]:
         )
         call_ids = [r[0] for r in await cur.fetchall()]
         tally.extra["calls"] = len(call_ids)
-        async for page in ordered_prefetch(call_ids, run.client.call_detail, run.client.http.concurrency):
+        async for page in bounded(call_ids, run.client.call_detail, run.client.http.concurrency):
             yield page
 
     yield Load(normalize.RECORDINGS, run.partition_key, fetch, params={"tz": crm_daily.timezone})

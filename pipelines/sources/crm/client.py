@@ -24,7 +24,7 @@ from pipelines.http import (
     RetryableVendorError,
     VendorAuthError,
     VendorError,
-    ordered_prefetch,
+    bounded,
 )
 from pipelines.vendor_resource import VendorResource
 
@@ -127,7 +127,7 @@ class CrmClient:
             return
         pages = max(2, math.ceil((first.total or 0) / size))
         last = first
-        async for page in ordered_prefetch(range(2, pages + 1), fetch, self.http.concurrency):
+        async for page in bounded(range(2, pages + 1), fetch, self.http.concurrency, ordered=True):
             last = page
             yield page
         next_page = pages + 1

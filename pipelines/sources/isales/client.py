@@ -31,7 +31,7 @@ from pipelines.http import (
     VendorAuthError,
     VendorError,
     VendorResponseError,
-    ordered_prefetch,
+    bounded,
 )
 from pipelines.settings import SettingError, int_list
 from pipelines.sources.isales.signing import CONTENT_TYPE, VARIANTS, ISalesAuth
@@ -210,7 +210,7 @@ class ISalesClient:
         stop = max(1, math.ceil((first.total or 0) / limit)) * limit
         received = first.records
         async with aclosing(
-            ordered_prefetch(range(limit, stop, limit), fetch, self.http.concurrency)
+            bounded(range(limit, stop, limit), fetch, self.http.concurrency, ordered=True)
         ) as pages:
             async for page in pages:
                 last = page

@@ -37,9 +37,10 @@ from pipelines.http import (
     VendorAuthError,
     VendorError,
     VendorResponseError,
+    bounded,
 )
 from pipelines.settings import SettingError
-from pipelines.sources.trtc.paging import PageResult, Pull, WindowState, as_completed_bounded
+from pipelines.sources.trtc.paging import PageResult, Pull, WindowState
 from pipelines.sources.trtc.plan import DEFAULT_SKEW_S, MAX_SKEW_S, SubWindow
 from pipelines.sources.trtc.usersig import fresh_random, gen_usersig
 from pipelines.vendor_resource import VendorResource
@@ -230,7 +231,7 @@ class TrtcClient:
         todo = [WindowState(pull.plan.edge, size)] if pull.plan.edge else []
         while todo:
             split: list[SubWindow] = []
-            async for s, page, res in as_completed_bounded([(s, 1) for s in todo], fetch, width):
+            async for s, page, res in bounded([(s, 1) for s in todo], fetch, width):
                 s.add(page, res)
                 if s.settle() is None and s.window.seconds > 1:
                     pull.splits += 1
@@ -245,7 +246,7 @@ class TrtcClient:
         # tells totalNum, and a range that fits one page is done.
         bulk = [WindowState(w, size) for w in pull.plan.bulk]
         states.extend(bulk)
-        async for s, page, res in as_completed_bounded([(s, 1) for s in bulk], fetch, width):
+        async for s, page, res in bounded([(s, 1) for s in bulk], fetch, width):
             s.add(page, res)
             if res.records:
                 yield Page(res.body, res.records, s.total)
@@ -257,7 +258,7 @@ class TrtcClient:
             if s.settle() is None and s.total is not None
             for page in range(s.last_page + 1, math.ceil(s.total / size) + 1)
         ]
-        async for s, page, res in as_completed_bounded(planned, fetch, width):
+        async for s, page, res in bounded(planned, fetch, width):
             s.add(page, res)
             if res.records:
                 yield Page(res.body, res.records, s.total)

@@ -11,16 +11,9 @@ complete either ("count dropped"); one that grew only appended records.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from pipelines.sources.trtc.plan import PullPlan, SubWindow
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -131,30 +124,3 @@ class Pull:
             stop = "count dropped" if w.count_dropped else str(w.stop)
             out[stop] = out.get(stop, 0) + 1
         return out
-
-
-async def as_completed_bounded(
-    items: Iterable[T], fetch: Callable[[T], Awaitable[R]], window: int
-) -> AsyncIterator[R]:
-    """Run ``fetch`` over ``items``, at most ``window`` at once, yielding results as they
-    finish. Unlike ``ordered_prefetch``, one slow answer never holds the others back, so
-    the number in flight stays at ``window`` (what sustains the rate under latency); the
-    loader does not need page order."""
-    iterator = iter(items)
-    pending: set[asyncio.Task] = set()
-    try:
-        for item in iterator:
-            pending.add(asyncio.ensure_future(fetch(item)))
-            if len(pending) >= window:
-                break
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for item in itertools.islice(iterator, len(done)):
-                pending.add(asyncio.ensure_future(fetch(item)))
-            for task in done:
-                yield task.result()
-    finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
