@@ -161,7 +161,7 @@ def test_the_share_setting_decides_what_is_refused(
 ) -> None:  # noqa: ANN001
     simulator.settings["crm"].volume = 10
     if share is not None:
-        monkeypatch.setenv("CRM_MAX_GONE_SHARE", share)  # read by pipelines.resources
+        monkeypatch.setenv("CRM_MAX_GONE_SHARE", share)  # read by the resource's from_env
     helpers.run([crm.fact_crm_call], DAY_KEY)
     ids = [crm_id(i) for i in range(deleted)]
     httpx.post(f"{sim.url}/_sim/deleted", json={"ids": [f"crm:{i}" for i in ids]})

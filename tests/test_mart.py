@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
-from pipelines.resources import build_resources
+from pipelines.definitions import build_resources
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
