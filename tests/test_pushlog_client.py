@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from pipelines.http import VendorAuthError
-from pipelines.sources.pushlog.client import PushLogResource, request_times
+from pipelines.sources.pushlog.client import SECOND, PushLogResource, even_windows, request_times
 from simulator.app import Simulator
 from simulator.server import ThreadedServer
 
@@ -171,3 +171,22 @@ def test_rejected_credentials_name_the_variables(
     assert "wrong-secret" not in text and "string to sign" not in text
     # not retried: a rejected signature fails at once
     assert sim.sim.state.requests["pushlog /"] == 1
+
+
+def test_even_windows_tile_a_month_in_elapsed_seconds_across_dst() -> None:
+    # November 2026 in New York holds the fall-back hour: 30 days and 1 hour elapsed
+    start, end = datetime(2026, 11, 1, tzinfo=NEW_YORK), datetime(2026, 12, 1, tzinfo=NEW_YORK)
+    windows = even_windows(start, end, 7)
+    assert len(windows) == 7 and windows[0][0] == start and windows[-1][1] == end
+    lengths = [b.timestamp() - a.timestamp() for a, b in windows]
+    assert sum(lengths) == end.timestamp() - start.timestamp() == 30 * 86400 + 3600
+    assert max(lengths) - min(lengths) <= 1 and all(n == int(n) for n in lengths)
+    for (_, hi), (lo, _) in zip(windows, windows[1:], strict=False):
+        assert hi == lo
+        assert (
+            request_times(lo - timedelta(hours=1), lo, NEW_YORK)[1]
+            < request_times(lo, lo + SECOND, NEW_YORK)[0]
+        )
+    assert even_windows(start, start + 3 * SECOND, 10) == [
+        (start + k * SECOND, start + (k + 1) * SECOND) for k in range(3)
+    ]

@@ -128,11 +128,15 @@ def month_windows(start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[da
 
 def even_windows(start: datetime, end: datetime, count: int) -> list[tuple[datetime, datetime]]:
     """[start, end) cut into ``count`` pieces of (nearly) equal length, at whole seconds (the
-    API's precision; ``start`` and ``end`` are whole seconds)."""
-    seconds = int((end - start).total_seconds())
+    API's precision; ``start`` and ``end`` are whole seconds). Elapsed time, not wall-clock
+    arithmetic (which a DST change in the zone would bend)."""
+    first = start.timestamp()
+    seconds = int(end.timestamp() - first)
     count = max(1, min(count, seconds))
-    cuts = [start + timedelta(seconds=seconds * k // count) for k in range(count)] + [end]
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
+    cuts = [start] + [
+        datetime.fromtimestamp(first + seconds * k // count, start.tzinfo) for k in range(1, count)
+    ]
+    return list(zip(cuts, [*cuts[1:], end], strict=True))
 
 
 def _create_ms(record: object) -> int | None:
