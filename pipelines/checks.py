@@ -20,8 +20,15 @@ def _window_clause(time_column: str | None) -> sql.Composable:
     return sql.SQL("{c} >= %(lo)s AND {c} < %(hi)s").format(c=sql.Identifier(time_column))
 
 
+# A failure of these stops the run (and what depends on the asset): an operator must look.
+BLOCKING = frozenset({"no_mass_disappearance"})
+
+
 def specs(asset_key: AssetKey, names: Sequence[str], descriptions: Mapping[str, str]) -> list[AssetCheckSpec]:
-    return [AssetCheckSpec(name, asset=asset_key, description=descriptions.get(name)) for name in names]
+    return [
+        AssetCheckSpec(name, asset=asset_key, description=descriptions.get(name), blocking=name in BLOCKING)
+        for name in names
+    ]
 
 
 DESCRIPTIONS = {
@@ -30,7 +37,39 @@ DESCRIPTIONS = {
     "no_rejects": "Every record of the pull could be typed into core (else see raw.rejects).",
     "required_not_null": "Columns the vendor documents as not-null are filled.",
     "known_enums": "Coded columns hold only documented values.",
+    "no_mass_disappearance": "A complete pull marked at most <SOURCE>_MAX_GONE_SHARE (default 20 %) of the "
+    "window's rows gone, and none when it returned nothing; otherwise it marked none and fails here.",
 }
+
+
+def no_mass_disappearance(
+    results: LoadResult | Sequence[LoadResult], source: str, window: tuple[datetime, datetime] | str
+) -> AssetCheckResult:
+    """Fails (ERROR, blocking) when a load refused to mark rows gone: the vendor returned
+    far fewer records than the warehouse holds for the window, which is far more often a
+    vendor losing data than deleting it."""
+    loads = [results] if isinstance(results, LoadResult) else list(results)
+    span = window if isinstance(window, str) else f"[{window[0].isoformat()}, {window[1].isoformat()})"
+    refusals = [r for load in loads for r in load.gone_refused]
+    gone = {}
+    for load in loads:
+        for table, n in load.rows_gone.items():
+            gone[table] = gone.get(table, 0) + n
+    return AssetCheckResult(
+        check_name="no_mass_disappearance",
+        passed=not refusals,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_marked_gone": MetadataValue.json(gone),
+            "refused": MetadataValue.json(
+                [
+                    {"table": r.table, "known": r.live, "missing": r.missing, "returned": r.returned}
+                    for r in refusals
+                ]
+            ),
+        },
+        description="; ".join(r.describe(source, span) for r in refusals) or None,
+    )
 
 
 def reconciles(

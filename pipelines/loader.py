@@ -12,10 +12,17 @@ A partition's load is one transaction:
    batches are plain INSERTs in a savepoint, and the load turns to upserts for good the
    first time a key turns out to be there already;
 3. at the end, when the pull was complete, the window's rows that this pull did not return
-   are removed (facts) or marked gone (dimensions), limited to the range actually pulled,
-   so a reload never deletes what the vendor can no longer return.
+   are marked gone (``_gone_at``), limited to the range actually pulled; nothing is ever
+   deleted, from ``core`` or ``raw``: vendors lose and forget data more often than they
+   delete it. A pull that would mark more than ``max_gone_share`` of the rows gone (or any
+   row, when it returned nothing) marks none and says so (``LoadResult.gone_refused``).
 
-Any exception rolls the whole partition back. The SQL a source supplies is static text with
+A record PostgreSQL cannot take (a ``\u0000`` in a string, an unpaired surrogate, a number
+beyond ``numeric``) fails its batch's statement; the batch is then split in Python
+(``pipelines/json_safety.py``): such records go to ``raw.rejects`` as made-safe copies with
+a reason naming the field, and the rest of the batch lands.
+
+Any other exception rolls the whole partition back. The SQL a source supplies is static text with
 named parameters; identifiers are composed with ``psycopg.sql``.
 """
 
@@ -31,6 +38,15 @@ import psycopg
 from psycopg import sql
 
 from pipelines.http import Page
+from pipelines.json_safety import Refused, UnparsablePage, split_page
+
+# A complete pull may mark at most this share of a window's rows gone; more is refused.
+DEFAULT_MAX_GONE_SHARE = 0.2
+
+
+class LoadError(RuntimeError):
+    """PostgreSQL refused a batch. The message names the table, the partition and
+    PostgreSQL's primary message only: its DETAIL and CONTEXT quote record values."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +67,34 @@ class CoreTarget:
     # The same rows by plain casts that raise on bad input (see pipelines/typed_select.py):
     # tried first, in a savepoint; select_sql types what it can of a batch it refused.
     fast_select_sql: str | None = None
-    on_missing: Literal["delete", "mark_gone", "keep"] = "delete"
+    # "mark_gone": rows a complete pull no longer returned get ``_gone_at`` (every fact and
+    # snapshot dimension); "keep": the endpoint lists only some rows (recent ones), so a
+    # row's absence means nothing.
+    on_missing: Literal["mark_gone", "keep"] = "mark_gone"
     # An extra SQL condition (over the table's columns, with the load's named parameters)
     # limiting what ``finish`` may remove or mark gone, when one table is loaded in several
     # scopes: e.g. ``vdn_id = %(vdn_id)s`` so one VDN's pull never prunes another's rows.
     scope_sql: str | None = None
+
+
+@dataclass(frozen=True)
+class GoneRefusal:
+    """A complete pull that would have marked too much of a table's scope gone."""
+
+    table: str
+    returned: int  # records the pull returned (for the whole spec)
+    live: int  # rows of the scope not marked gone before the pull
+    missing: int  # of those, rows the pull did not return
+    max_share: float
+
+    def describe(self, source: str, window: str) -> str:
+        kept = self.live - self.missing
+        return (
+            f"{source} {self.table} {window}: the pull returned {kept} of {self.live} known rows "
+            f"({self.returned} records in all); marking {self.missing} gone exceeds the allowed share "
+            f"{self.max_share:.0%}, so none were marked. Check the vendor; raise the share only for a "
+            "real mass deletion."
+        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +105,6 @@ class SourceSpec:
     records_path: tuple[str, ...]  # path of the record array inside a page body
     key_sql: str  # SQL over ``rec`` giving the natural key as text
     targets: tuple[CoreTarget, ...]
-    raw_time_sql: str | None = None  # SQL over ``record`` giving its window time (partial prunes)
 
 
 @dataclass
@@ -74,8 +112,10 @@ class LoadResult:
     records_received: int = 0
     rows_landed: int = 0
     rows_upserted: dict[str, int] = field(default_factory=dict)
-    rows_removed: dict[str, int] = field(default_factory=dict)
+    rows_gone: dict[str, int] = field(default_factory=dict)  # rows this pull marked gone
+    gone_refused: list[GoneRefusal] = field(default_factory=list)
     rejects: int = 0
+    refused_records: int = 0  # records PostgreSQL could not take (in raw.rejects)
     batches: int = 0
 
     def as_metadata(self) -> dict[str, Any]:
@@ -86,8 +126,12 @@ class LoadResult:
         }
         for table, n in self.rows_upserted.items():
             out[f"rows_upserted {table}"] = n
-        for table, n in self.rows_removed.items():
-            out[f"rows_removed {table}"] = n
+        for table, n in self.rows_gone.items():
+            out[f"rows_gone {table}"] = n
+        if self.refused_records:
+            out["records_postgres_refused"] = self.refused_records
+        if self.gone_refused:
+            out["gone_refused"] = ", ".join(f"{r.table}: {r.missing} of {r.live}" for r in self.gone_refused)
         return out
 
 
@@ -116,6 +160,7 @@ class PartitionLoad:
         fetched_at: datetime,
         params: Mapping[str, Any] | None = None,
         batch_records: int = 5_000,
+        max_gone_share: float = DEFAULT_MAX_GONE_SHARE,
     ) -> None:
         self.conn = conn
         self.spec = spec
@@ -132,6 +177,7 @@ class PartitionLoad:
             "reject_tables": [spec.raw_table, *(t.table for t in spec.targets)],
         }
         self.batch_records = batch_records
+        self.max_gone_share = max_gone_share
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -204,33 +250,76 @@ class PartitionLoad:
         cur = self.conn.cursor()
         pages, self._buffer, self._buffered = self._buffer, [], 0
         fast = any(t.fast_select_sql is not None for t in self.spec.targets)
+        refused: list[Refused] | None = None
         while True:
             try:
                 async with self.conn.transaction():  # a savepoint: a refused batch leaves no trace
-                    counts = await self._land_batch(cur, pages, fast=fast, upsert=self._upsert)
+                    counts = await self._land_batch(cur, pages, refused or [], fast=fast, upsert=self._upsert)
                 break
-            except psycopg.errors.UniqueViolation:
+            except psycopg.errors.UniqueViolation as exc:
                 if self._upsert:
-                    raise
+                    raise self._error(exc) from None
                 self._upsert = True  # a key of this batch is there already
-            except psycopg.errors.DataError:
-                if not fast:
-                    raise
-                fast = False  # a value the plain casts refuse: the guarded SELECTs reject just that record
+            except psycopg.errors.DataError as exc:
+                if fast:
+                    fast = (
+                        False  # a value the plain casts refuse: the guarded SELECTs reject just that record
+                    )
+                elif refused is None:
+                    # The guarded SELECTs never raise: PostgreSQL refused a record itself.
+                    pages, refused = self._split(pages, exc)
+                else:
+                    raise self._error(exc) from None
+        self.result.refused_records += len(refused or [])
         for target, n in zip(self.spec.targets, counts, strict=True):
             self.result.rows_upserted[target.table] += n
         self.result.batches += 1
 
+    def _error(self, exc: psycopg.Error) -> LoadError:
+        primary = exc.diag.message_primary or type(exc).__name__
+        return LoadError(
+            f"{self.spec.raw_table}, partition {self.partition_key}, batch {self.result.batches + 1}: "
+            f"PostgreSQL refused it ({exc.sqlstate}: {primary})"
+        )
+
+    def _split(self, pages: list[bytes], exc: psycopg.Error) -> tuple[list[bytes], list[Refused]]:
+        """The batch's pages without the records PostgreSQL cannot take, and those records."""
+        cleaned: list[bytes] = []
+        refused: list[Refused] = []
+        for number, body in enumerate(pages, 1):
+            try:
+                page, bad = split_page(body, self.spec.records_path)
+            except UnparsablePage as problem:
+                raise LoadError(
+                    f"{self.spec.raw_table}, partition {self.partition_key}: page {number} of batch "
+                    f"{self.result.batches + 1}: {problem}"
+                ) from None
+            cleaned.append(page)
+            refused.extend(bad)
+        if not refused:  # nothing to isolate: the refusal was not about one record
+            raise self._error(exc) from None
+        return cleaned, refused
+
     async def _land_batch(
-        self, cur: psycopg.AsyncCursor, pages: list[bytes], *, fast: bool, upsert: bool
+        self,
+        cur: psycopg.AsyncCursor,
+        pages: list[bytes],
+        refused: list[Refused],
+        *,
+        fast: bool,
+        upsert: bool,
     ) -> list[int]:
-        """Land the batch's pages in raw and every core target in one statement; return the
-        rows written per target."""
+        """Land the batch's pages in raw and every core target in one statement, and the
+        records PostgreSQL refused in raw.rejects; return the rows written per target."""
         # The page bodies travel as one binary bytea[] parameter: length-prefixed bytes, no
         # escaping, one message. (A COPY into a temp staging table did the same, but its
         # per-batch TRUNCATE re-created the table's files and its extra round trips left
         # the backend idle: ~10 % of a load's wall time, bench/README.md.)
-        await cur.execute(self._batch_sql(fast, upsert), {**self._batch_params, "pages": pages})
+        params = {**self._batch_params, "pages": pages}
+        if refused:
+            params["refused_records"] = [r.record for r in refused]
+            params["refused_reasons"] = [r.reason for r in refused]
+        await cur.execute(self._batch_sql(fast, upsert, refused=bool(refused)), params)
         row = await cur.fetchone()
         assert row is not None
         return [int(n) for n in row]
@@ -240,7 +329,7 @@ class PartitionLoad:
         targets = {f"target_{i}": t.table for i, t in enumerate(self.spec.targets)}
         return {**self.params, **targets, "raw_table": self.spec.raw_table}
 
-    def _batch_sql(self, fast: bool, upsert: bool = True) -> sql.Composed:
+    def _batch_sql(self, fast: bool, upsert: bool = True, refused: bool = False) -> sql.Composed:
         # One statement of data-modifying CTEs: the records are exploded once, held in
         # memory (MATERIALIZED) and read by every step, instead of written to a temp table
         # and read back per step. The CTE is named like the table the sources' SELECTs read.
@@ -266,7 +355,10 @@ class PartitionLoad:
             sql.SQL(
                 "settled AS (DELETE FROM raw.rejects WHERE source_table = ANY(%(reject_tables)s) "
                 "AND partition_key = %(partition_key)s "
-                "AND record_key IN (SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL))"
+                "AND record_key IN (SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL"
+                "{refused_keys}))"
+            ).format(
+                refused_keys=sql.SQL(" UNION ALL SELECT record_key FROM _refused") if refused else sql.SQL("")
             ),
             sql.SQL(
                 "keyless AS (INSERT INTO raw.rejects (source_table, partition_key, record_key, reason, record, fetched_at) "
@@ -288,6 +380,23 @@ class PartitionLoad:
                 ),
             ),
         ]
+        if refused:
+            # Records PostgreSQL cannot take, as made-safe copies: keyed by the same SQL as
+            # the rest (the key fields are intact in the copy).
+            steps[1:1] = [
+                sql.SQL(
+                    "_refused AS MATERIALIZED (SELECT ({key}) AS record_key, rec, reason FROM ("
+                    " SELECT t::jsonb AS rec, reason"
+                    " FROM unnest(%(refused_records)s::text[], %(refused_reasons)s::text[]) AS u(t, reason)) r)"
+                ).format(key=sql.SQL(self.spec.key_sql))
+            ]
+            steps.append(
+                sql.SQL(
+                    "refused AS (INSERT INTO raw.rejects "
+                    "(source_table, partition_key, record_key, reason, record, fetched_at) "
+                    "SELECT %(raw_table)s, %(partition_key)s, record_key, reason, rec, %(fetched_at)s FROM _refused)"
+                )
+            )
         counts: list[sql.Composable] = []
         for i, target in enumerate(self.spec.targets):
             select = target.fast_select_sql if fast and target.fast_select_sql else target.select_sql
@@ -345,29 +454,16 @@ class PartitionLoad:
         self, complete: bool, pulled_range: tuple[datetime, datetime] | None = None
     ) -> LoadResult:
         """Flush, then, if the pull was ``complete`` over ``pulled_range`` (default: the whole
-        window), remove or mark gone what it no longer returned."""
+        window), mark gone what it no longer returned, unless that is more than
+        ``max_gone_share`` of a table's rows there (or any row, when it returned nothing):
+        then nothing is marked and ``result.gone_refused`` says why. ``raw`` is never
+        pruned: it keeps every record the vendor ever returned."""
         await self.flush()
         cur = self.conn.cursor()
         lo, hi = pulled_range or self.window
         whole_window = (lo, hi) == tuple(self.window)
         if complete:
-            for target in self.spec.targets:
-                await self._reconcile_target(cur, target, lo, hi)
-        # Raw follows the facts: a dimension's raw rows stay, like its rows marked gone.
-        if complete and self._raw_held_before and any(t.on_missing == "delete" for t in self.spec.targets):
-            raw_scope = sql.SQL("")
-            if not whole_window:  # noqa: SIM102
-                if self.spec.raw_time_sql is None:
-                    raise ValueError(f"{self.spec.raw_table}: a partial prune needs raw_time_sql")
-                raw_scope = sql.SQL(" AND ({t}) >= %(lo)s AND ({t}) < %(hi)s").format(
-                    t=sql.SQL(self.spec.raw_time_sql)
-                )
-            await cur.execute(
-                sql.SQL(
-                    "DELETE FROM {raw} WHERE partition_key = %(partition_key)s AND fetched_at < %(fetched_at)s{scope}"
-                ).format(raw=qualified_ident(self.spec.raw_table), scope=raw_scope),
-                {**self.params, "lo": lo, "hi": hi},
-            )
+            await self._mark_gone(cur, lo, hi)
         if complete and whole_window:
             # Every record of the window was asked for: older rejections are settled.
             await cur.execute(
@@ -392,26 +488,39 @@ class PartitionLoad:
         self.result.rejects = int(row[0]) if row else 0
         return self.result
 
-    async def _reconcile_target(
-        self, cur: psycopg.AsyncCursor, target: CoreTarget, lo: datetime, hi: datetime
-    ) -> None:
-        if target.on_missing == "keep":
-            return
-        if not self._held_before[target.table]:
-            self.result.rows_removed[target.table] = 0
-            return
-        scope = self._target_scope(target)
-        if target.on_missing == "delete":
-            stmt = sql.SQL("DELETE FROM {table} WHERE {scope} AND _loaded_at < %(fetched_at)s")
-        else:
-            stmt = sql.SQL(
-                "UPDATE {table} SET _gone_at = %(fetched_at)s "
-                "WHERE {scope} AND _loaded_at < %(fetched_at)s AND _gone_at IS NULL"
+    async def _mark_gone(self, cur: psycopg.AsyncCursor, lo: datetime, hi: datetime) -> None:
+        """Mark gone, in every target, the rows of [lo, hi) this complete pull did not
+        return; all or nothing across targets, so a call and its callees agree."""
+        targets = [t for t in self.spec.targets if t.on_missing == "mark_gone"]
+        params = {**self.params, "lo": lo, "hi": hi}
+        for target in targets:
+            self.result.rows_gone[target.table] = 0
+        counted = [t for t in targets if self._held_before[t.table]]  # else nothing can be missing
+        refusals: list[GoneRefusal] = []
+        for target in counted:
+            await cur.execute(
+                sql.SQL(
+                    "SELECT count(*), count(*) FILTER (WHERE _loaded_at < %(fetched_at)s) "
+                    "FROM {table} WHERE {scope} AND _gone_at IS NULL"
+                ).format(table=qualified_ident(target.table), scope=self._target_scope(target)),
+                params,
             )
-        await cur.execute(
-            stmt.format(table=qualified_ident(target.table), scope=scope), {**self.params, "lo": lo, "hi": hi}
-        )
-        self.result.rows_removed[target.table] = cur.rowcount
+            live, missing = await cur.fetchone() or (0, 0)
+            returned = self.result.records_received
+            if missing and (returned == 0 or missing > self.max_gone_share * live):
+                refusals.append(GoneRefusal(target.table, returned, live, missing, self.max_gone_share))
+        if refusals:
+            self.result.gone_refused = refusals
+            return
+        for target in counted:
+            await cur.execute(
+                sql.SQL(
+                    "UPDATE {table} SET _gone_at = %(fetched_at)s "
+                    "WHERE {scope} AND _loaded_at < %(fetched_at)s AND _gone_at IS NULL"
+                ).format(table=qualified_ident(target.table), scope=self._target_scope(target)),
+                params,
+            )
+            self.result.rows_gone[target.table] = cur.rowcount
 
     @staticmethod
     def _target_scope(target: CoreTarget) -> sql.Composable:

@@ -11,6 +11,7 @@ import os
 from dagster import EnvVar
 
 from pipelines import settings
+from pipelines.settings import SettingError
 from pipelines.sources.crm.client import CrmResource
 from pipelines.sources.isales.client import ISalesResource
 from pipelines.sources.pushlog.client import PushLogResource
@@ -32,6 +33,22 @@ def concurrency(source: str) -> dict[str, int]:
     return {"concurrency": int(value)} if value else {}
 
 
+def gone_share(source: str) -> dict[str, float]:
+    """``<SOURCE>_MAX_GONE_SHARE`` (0 to 1) overrides the share of a window's rows one
+    complete pull may mark gone; unset, the resource's default (0.2) applies."""
+    name = f"{source.upper()}_MAX_GONE_SHARE"
+    value = os.environ.get(name)
+    if not value:
+        return {}
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise SettingError(f"{name}={value!r} is not a share between 0 and 1 (e.g. 0.2)")
+    return {"max_gone_share": share}
+
+
 def build_resources() -> dict[str, object]:
     return {
         "warehouse": WarehouseResource(
@@ -44,6 +61,7 @@ def build_resources() -> dict[str, object]:
             agent_ids=os.environ.get("CRM_AGENT_IDS", ""),
             rate_per_s=rate("crm", 20.0),
             **concurrency("crm"),
+            **gone_share("crm"),
         ),
         "isales": ISalesResource(
             base_url=EnvVar("ISALES_BASE_URL"),
@@ -54,6 +72,7 @@ def build_resources() -> dict[str, object]:
             sign_variant=os.environ.get("ISALES_SIGN_VARIANT") or "hex",
             rate_per_s=rate("isales", 20.0),
             **concurrency("isales"),
+            **gone_share("isales"),
         ),
         "pushlog": PushLogResource(
             base_url=EnvVar("PUSHLOG_BASE_URL"),
@@ -62,6 +81,7 @@ def build_resources() -> dict[str, object]:
             enterprise_id=EnvVar("PUSHLOG_ENTERPRISE_ID"),
             rate_per_s=rate("pushlog", 20.0),
             **concurrency("pushlog"),
+            **gone_share("pushlog"),
         ),
         "trtc": TrtcResource(
             base_url=EnvVar("TRTC_BASE_URL"),
@@ -70,5 +90,6 @@ def build_resources() -> dict[str, object]:
             admin_identifier=EnvVar("TRTC_ADMIN_IDENTIFIER"),
             rate_per_s=rate("trtc", TRTC_RATE_PER_S),
             **concurrency("trtc"),
+            **gone_share("trtc"),
         ),
     }

@@ -141,8 +141,10 @@ def test_fault_mid_partition_leaves_warehouse_unchanged_and_rerun_completes(
     httpx.delete(f"{sim.url}/_sim/faults")
     run([crm.fact_crm_call], res)
     after = db.execute(CHECKSUM).fetchone()
-    assert after[0] == 250  # complete pull: the row the vendor never returned is gone
-    assert db.execute("SELECT count(*) FROM core.fact_crm_call WHERE id = 1").fetchone()[0] == 0
+    assert after[0] == 251  # complete pull: the row the vendor never returned is kept, marked gone
+    gone = db.execute("SELECT _gone_at FROM core.fact_crm_call WHERE id = 1").fetchone()[0]
+    assert gone is not None
+    assert db.execute("SELECT count(*) FROM core.fact_crm_call WHERE _gone_at IS NOT NULL").fetchone()[0] == 1
 
 
 def test_retries_5xx_and_429_honouring_retry_after(env, warehouse_url, sim) -> None:  # noqa: ANN001

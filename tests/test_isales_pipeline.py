@@ -150,6 +150,7 @@ def test_week_loads_every_vdn_within_the_vendor_rules(
         "no_rejects": True,
         "required_not_null": True,
         "known_enums": True,
+        "no_mass_disappearance": True,
     }
 
     # What the vendor saw: every answer a success, no window over 7 days, no page over 100.
@@ -297,10 +298,12 @@ def test_rerun_is_idempotent_and_prunes_only_its_own_vdn(
     assert again.success
     meta = metadata(again, API_TABLE)
     assert meta["vdn_1_rows"] == open_rows[1] and "vdn_2_rows" not in meta
-    # VDN 1's stale row is pruned; VDN 2, not in this run, is untouched.
+    assert meta["rows_gone core.fact_isales_api_call"] == 1
+    # VDN 1's stale row is kept and marked gone; VDN 2, not in this run, is untouched.
     assert db.execute(
-        "SELECT vdn_id FROM core.fact_isales_api_call WHERE id = 'dropped-by-vendor'"
-    ).fetchall() == [(2,)]
+        "SELECT vdn_id, _gone_at IS NOT NULL FROM core.fact_isales_api_call WHERE id = 'dropped-by-vendor' "
+        "ORDER BY 1"
+    ).fetchall() == [(1, True), (2, False)]
     db.execute("DELETE FROM core.fact_isales_api_call WHERE id = 'dropped-by-vendor'")
     third = run(assets.fact_isales_api_call, warehouse_url, OPEN_WEEK)
     assert third.success
@@ -311,7 +314,7 @@ def test_rerun_is_idempotent_and_prunes_only_its_own_vdn(
         == snapshot
     )
     assert db.execute("SELECT count(*) FROM raw.isales_api_call").fetchone()[0] == sum(open_rows.values())
-    assert metadata(third, API_TABLE)["rows_removed core.fact_isales_api_call"] == 0
+    assert metadata(third, API_TABLE)["rows_gone core.fact_isales_api_call"] == 0
 
 
 def test_file_servers_snapshot_marks_gone_per_vdn(
@@ -319,7 +322,7 @@ def test_file_servers_snapshot_marks_gone_per_vdn(
 ) -> None:
     simulator.settings["isales"].file_servers_per_vdn = 7  # with limit 3: pages of 3, 3, 1, no count
     first = run(assets.dim_isales_file_server, warehouse_url, limit=3)
-    assert first.success and checks(first) == {"no_rejects": True}
+    assert first.success and checks(first) == {"no_rejects": True, "no_mass_disappearance": True}
     rows = db.execute(
         "SELECT vdn_id, count(*), count(*) FILTER (WHERE ip IS NULL AND port IS NULL AND file_path IS NULL) "
         "FROM core.dim_isales_file_server WHERE _gone_at IS NULL GROUP BY 1 ORDER BY 1"
@@ -409,7 +412,7 @@ def test_schema_drift_is_typed_or_rejected_never_silently_pruned(
         "FROM core.fact_isales_api_call"
     ).fetchone() == (350, 350, 350)
     servers = run(assets.dim_isales_file_server, warehouse_url, vdn_ids="1")
-    assert servers.success and checks(servers) == {"no_rejects": False}
+    assert servers.success and checks(servers) == {"no_rejects": False, "no_mass_disappearance": True}
     assert (
         db.execute("SELECT count(*) FROM raw.rejects WHERE partition_key = 'snapshot/vdn-1'").fetchone()[0]
         == 5

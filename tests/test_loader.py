@@ -25,14 +25,14 @@ def page(records: list[dict]) -> bytes:
     return json.dumps({"code": 200, "data": {"list": records, "total": len(records)}}).encode()
 
 
-def load(url: str, pages: list[list[dict]], partition_key: str = DAY, window=WINDOW) -> PartitionLoad:  # noqa: ANN001
+def load(url: str, pages: list[list[dict]], partition_key: str = DAY, window=WINDOW, **kw) -> PartitionLoad:  # noqa: ANN001, ANN003
     """Load ``pages`` (one batch each) as one partition; returns the finished load."""
 
     async def go() -> PartitionLoad:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             async with PartitionLoad(
                 conn, CALL_LOGS, partition_key=partition_key, window=window, fetched_at=datetime.now(UTC),
-                params={"tz": "Asia/Shanghai"}, batch_records=1,
+                params={"tz": "Asia/Shanghai"}, batch_records=1, **kw,
             ) as pl:  # fmt: skip
                 for records in pages:
                     await pl.add(page(records), len(records))
@@ -85,6 +85,7 @@ def test_a_key_kept_under_another_partition_is_upserted_not_failed(
 
 def test_a_reload_upserts_from_the_start(warehouse_url: str, db: psycopg.Connection) -> None:
     load(warehouse_url, [[call(1), call(2)]])
-    pl = load(warehouse_url, [[call(1, duration=5)]])
+    pl = load(warehouse_url, [[call(1, duration=5)]], max_gone_share=1.0)
     assert pl._upsert is True
-    assert core_rows(db) == [(1, 5)]  # the complete pull no longer returned call 2
+    assert core_rows(db) == [(1, 5), (2, 10)]  # call 2, no longer returned, is kept
+    assert pl.result.rows_gone == {"core.fact_crm_call": 1}

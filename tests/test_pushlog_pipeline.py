@@ -118,6 +118,7 @@ def test_open_month_full_then_incremental_then_closed_month_final(
         "known_push_types": (True, "WARN"),
         # the simulator, like the seed's sample, labels some types with another TypeStr
         "type_str_matches_type": (False, "WARN"),
+        "no_mass_disappearance": (True, "ERROR"),
     }
     assert ids(db) == visible_ids(simulator, T1)
     full_requests = first["requests"]
@@ -157,14 +158,15 @@ def test_open_month_full_then_incremental_then_closed_month_final(
     assert third["requests"] <= len(new) // 500 + 3 < full_requests
     assert ids(db) == visible_ids(simulator, t3) | {1}
 
-    # The month has closed: one complete pull that reconciles it and prunes row 1.
+    # The month has closed: one complete pull that reconciles it and marks row 1 gone (kept).
     closed = datetime(2026, 11, 2, 3, tzinfo=SHANGHAI)
     set_clock(closed)
     final = meta(run(server, warehouse_url))
     assert (final["pull_kind"], final["final_pull"]) == ("full", True)
     assert final["pulled_range"] == f"[{OCT_START.isoformat()}, {OCT_END.isoformat()})"
-    assert ids(db) == visible_ids(simulator, closed) and len(ids(db)) == 31 * 1000
-    assert final["rows_removed core.fact_push_log"] == 1
+    assert ids(db) == visible_ids(simulator, closed) | {1} and len(ids(db)) == 31 * 1000 + 1
+    assert db.execute("SELECT id FROM core.fact_push_log WHERE _gone_at IS NOT NULL").fetchall() == [(1,)]
+    assert final["rows_gone core.fact_push_log"] == 1
     row = cursor_row(db)
     assert row[2] == "full" and row[7] is not None  # last_pull_kind, final_pull_at
 

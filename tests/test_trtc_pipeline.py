@@ -182,7 +182,7 @@ def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritte
     before = db.execute(SNAPSHOT, (WEEK, edge)).fetchone()
     assert before[0] > 0
     _plant(db, "gone-before-the-edge", WEEK + timedelta(days=1))  # past retention: must stay
-    _plant(db, "dropped-by-the-vendor", WEEK + timedelta(days=5))  # within: a complete pull prunes it
+    _plant(db, "dropped-by-the-vendor", WEEK + timedelta(days=5))  # within: a complete pull marks it gone
 
     instance = DagsterInstance.ephemeral()
     second = run(res, instance=instance)
@@ -214,25 +214,32 @@ def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritte
     # The part it still holds was pulled again; the week is whole, the late half day added.
     total = calls_between(500, WEEK.timestamp(), END.timestamp())
     assert (
-        db.execute("SELECT count(*) FROM core.fact_trtc_call WHERE call_id NOT LIKE 'gone%%'").fetchone()[0]
+        db.execute(
+            "SELECT count(*) FROM core.fact_trtc_call WHERE call_id NOT LIKE 'gone%%' AND _gone_at IS NULL"
+        ).fetchone()[0]
         == total
     )
-    # Pruning stays inside the pulled range: the planted call the vendor never returned is
-    # gone from raw, core and callees.
+    # Marking gone stays inside the pulled range: the planted call the vendor never returned
+    # keeps its rows, marked gone in core and callees, and raw keeps the record.
     for table in ("core.fact_trtc_call", "core.fact_trtc_call_callee"):
+        assert db.execute(
+            f"SELECT count(*), count(_gone_at) FROM {table} WHERE call_id = 'dropped-by-the-vendor'"
+        ).fetchone() == (1, 1)
         assert (
-            db.execute(f"SELECT count(*) FROM {table} WHERE call_id = 'dropped-by-the-vendor'").fetchone()[0]
+            db.execute(
+                f"SELECT count(_gone_at) FROM {table} WHERE call_id = 'gone-before-the-edge'"
+            ).fetchone()[0]
             == 0
         )
     assert (
         db.execute("SELECT count(*) FROM raw.trtc_call WHERE record_key LIKE '%%dropped%%'").fetchone()[0]
-        == 0
+        == 1
     )
     assert (
         db.execute("SELECT count(*) FROM raw.trtc_call WHERE record_key LIKE '%%gone-before%%'").fetchone()[0]
         == 1
     )
-    assert meta["rows_removed core.fact_trtc_call"] == 1
+    assert meta["rows_gone core.fact_trtc_call"] == 1
 
 
 def test_a_week_wholly_past_retention_requests_nothing_and_touches_nothing(clock, simulator, res, db) -> None:  # noqa: ANN001

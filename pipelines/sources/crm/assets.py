@@ -42,7 +42,14 @@ CALL_ENUMS = {
 # Documented not-null and always filled in the samples (agentName and customerName are
 # documented not-null too, but the samples show null: those are not checked).
 CALL_DOCUMENTED_NOT_NULL = ["duration", "result", "sp_number", "call_type"]
-CALL_CHECKS = ["reconciles_with_api", "no_duplicate_keys", "no_rejects", "required_not_null", "known_enums"]
+CALL_CHECKS = [
+    "reconciles_with_api",
+    "no_duplicate_keys",
+    "no_rejects",
+    "required_not_null",
+    "known_enums",
+    "no_mass_disappearance",
+]
 
 
 def _metadata(window: tuple[datetime, datetime], started: float, *parts: dict) -> dict:
@@ -90,10 +97,11 @@ def fact_crm_call(
                 window=(window.start, window.end),
                 fetched_at=datetime.now(UTC),
                 params={"tz": tz},
+                max_gone_share=crm.max_gone_share,
             ) as load:
                 await pump(pages(), load)
-                # Complete when the count reconciles: only then may rows the vendor no
-                # longer returns leave core.
+                # Complete when the count reconciles: only then are rows the vendor no
+                # longer returns are marked gone in core.
                 complete = reported["total"] is not None and load.result.records_received >= reported["total"]
                 await load.finish(complete=complete)
             return load.result, complete, client.http.stats
@@ -111,7 +119,7 @@ def fact_crm_call(
         rows, not_null, enums = checks.window_checks(
             conn, "core.fact_crm_call", CALL_DOCUMENTED_NOT_NULL, CALL_ENUMS, "created_at", window_t
         )
-        check_results += [not_null, enums]
+        check_results += [not_null, enums, checks.no_mass_disappearance(result, "crm", window_t)]
     return MaterializeResult(
         metadata=_metadata(
             window_t,
@@ -133,7 +141,7 @@ def fact_crm_call(
     pool="crm",
     kinds={"postgres"},
     freshness_policy=FRESHNESS,
-    check_specs=checks.specs(RECORDING_KEY, ["no_rejects"], checks.DESCRIPTIONS),
+    check_specs=checks.specs(RECORDING_KEY, ["no_rejects", "no_mass_disappearance"], checks.DESCRIPTIONS),
     description="Recordings of the day's calls, one /v1/callLogs/view request per call, fetched concurrently "
     "within the rate limit.",
 )
@@ -163,6 +171,7 @@ def fact_crm_call_recording(
                 window=window_t,
                 fetched_at=datetime.now(UTC),
                 params={"tz": str(window.start.tzinfo)},
+                max_gone_share=crm.max_gone_share,
             ) as load:
                 await pump(pages, load)
                 # Every call of the day was asked for (an error would have raised).
@@ -177,7 +186,8 @@ def fact_crm_call_recording(
                 ["raw.crm_call_detail", "core.fact_crm_call_recording"],
                 context.partition_key,
                 len(call_ids),
-            )
+            ),
+            checks.no_mass_disappearance(result, "crm", window_t),
         ]
     return MaterializeResult(
         metadata=_metadata(
@@ -200,7 +210,7 @@ def fact_crm_call_recording(
     pool="crm",
     kinds={"postgres"},
     freshness_policy=DIM_FRESHNESS,
-    check_specs=checks.specs(HANGUP_KEY, ["no_rejects"], checks.DESCRIPTIONS),
+    check_specs=checks.specs(HANGUP_KEY, ["no_rejects", "no_mass_disappearance"], checks.DESCRIPTIONS),
     description="Outbound hangup reasons (/v1/hangupReasons), a snapshot: names trimmed, reasons the vendor "
     "stops listing are marked gone (_gone_at), never deleted.",
 )
@@ -213,7 +223,12 @@ def dim_crm_hangup_reason(crm: CrmResource, warehouse: WarehouseResource) -> Mat
         async with client.http, await warehouse.aconnect() as conn:
             # A snapshot has no window: its "window" is the instant it was taken.
             async with PartitionLoad(
-                conn, normalize.HANGUP_REASONS, partition_key="snapshot", window=(now, now), fetched_at=now
+                conn,
+                normalize.HANGUP_REASONS,
+                partition_key="snapshot",
+                window=(now, now),
+                fetched_at=now,
+                max_gone_share=crm.max_gone_share,
             ) as load:
                 page = await client.hangup_reasons()
                 await load.add(page.body, page.records)
@@ -228,7 +243,8 @@ def dim_crm_hangup_reason(crm: CrmResource, warehouse: WarehouseResource) -> Mat
                 ["raw.crm_hangup_reason", "core.dim_crm_hangup_reason"],
                 "snapshot",
                 result.records_received,
-            )
+            ),
+            checks.no_mass_disappearance(result, "crm", f"snapshot {now.isoformat()}"),
         ]
         live = conn.execute(
             "SELECT count(*) FROM core.dim_crm_hangup_reason WHERE _gone_at IS NULL"

@@ -27,6 +27,7 @@ from pipelines.http import (
     VendorError,
     ordered_prefetch,
 )
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 
 VENDOR = "Udesk CRM"
 CREDENTIAL_VARS = "CRM_EMAIL and CRM_SECRET_KEY"
@@ -194,6 +195,10 @@ class CrmResource(ConfigurableResource):
     # 20 requests/s at a 200 ms round trip keep 4 in flight; more only adds connections
     # whose bookkeeping costs client CPU (bench/README.md).
     concurrency: int = Field(default=4, description="Requests in flight at once (CRM_CONCURRENCY)")
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        description="CRM_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    )
     page_size: int = Field(default=MAX_PAGE_SIZE, description="pageSize, at most 100")
     timeout_s: float = Field(default=30.0)
     max_retries: int = Field(default=5)

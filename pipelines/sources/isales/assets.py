@@ -61,6 +61,7 @@ API_CALL_CHECKS = [
     "no_rejects",
     "required_not_null",
     "known_enums",
+    "no_mass_disappearance",
 ]
 DESCRIPTIONS = {
     **checks.DESCRIPTIONS,
@@ -168,11 +169,12 @@ def fact_isales_api_call(
                     window=window_t,
                     fetched_at=fetched_at,
                     params={"tz": isales.timezone, "vdn_id": vdn},
+                    max_gone_share=isales.max_gone_share,
                 ) as load:
                     await pump(client.call_log_pages(vdn, window.start, window.end, pull), load)
                     # Complete when the walk ended on a short page, the count reconciles and
-                    # every record could be read: only then may rows the vendor no longer
-                    # returns leave core.
+                    # every record could be read: only then are rows the vendor no longer
+                    # returns marked gone.
                     received = load.result.records_received
                     counted = pull.api_count is None or received >= pull.api_count
                     complete = counted and not await _rejected(load)
@@ -190,7 +192,8 @@ def fact_isales_api_call(
         in_core = dict(
             conn.execute(
                 "SELECT vdn_id, count(*) FROM core.fact_isales_api_call "
-                "WHERE oper_time >= %s AND oper_time < %s AND vdn_id = ANY(%s) GROUP BY vdn_id",
+                "WHERE oper_time >= %s AND oper_time < %s AND vdn_id = ANY(%s) AND _gone_at IS NULL "
+                "GROUP BY vdn_id",
                 (*window_t, vdns),
             ).fetchall()
         )
@@ -209,6 +212,7 @@ def fact_isales_api_call(
             checks.known_enums(
                 conn, "core.fact_isales_api_call", {"type": TYPE_VALUES}, "oper_time", window_t
             ),
+            checks.no_mass_disappearance([r for r, _ in pulls.values()], "isales", window_t),
         ]
     per_vdn = {
         v: {
@@ -216,7 +220,7 @@ def fact_isales_api_call(
             "api_count": p.api_count if p.api_count is not None else "not reported",
             "records_received": r.records_received,
             "rows_landed": r.rows_landed,
-            "rows_removed": sum(r.rows_removed.values()),
+            "rows_gone": sum(r.rows_gone.values()),
             "rejects": r.rejects,
             "pages": p.pages,
             "requests": requests[v],
@@ -237,8 +241,8 @@ def fact_isales_api_call(
             "rows_upserted core.fact_isales_api_call": sum(
                 r.rows_upserted.get("core.fact_isales_api_call", 0) for r, _ in pulls.values()
             ),
-            "rows_removed core.fact_isales_api_call": sum(
-                r.rows_removed.get("core.fact_isales_api_call", 0) for r, _ in pulls.values()
+            "rows_gone core.fact_isales_api_call": sum(
+                r.rows_gone.get("core.fact_isales_api_call", 0) for r, _ in pulls.values()
             ),
             "rejects": sum(r.rejects for r, _ in pulls.values()),
             **_per_vdn_metadata(per_vdn, ("rows", "api_count", "pages", "requests")),
@@ -254,7 +258,7 @@ def fact_isales_api_call(
     pool="isales",
     kinds={"postgres"},
     freshness_policy=DIM_FRESHNESS,
-    check_specs=checks.specs(FILE_SERVER_KEY, ["no_rejects"], DESCRIPTIONS),
+    check_specs=checks.specs(FILE_SERVER_KEY, ["no_rejects", "no_mass_disappearance"], DESCRIPTIONS),
     description="Huawei CC-iSales file servers (/campaigns/{vdnId}/file/queryServer) of every VDN, a daily "
     "snapshot: servers a VDN stops listing are marked gone (_gone_at), never deleted. Unpartitioned, so it "
     "can be selected with the weekly call logs (group:isales --partition <monday>).",
@@ -277,6 +281,7 @@ def dim_isales_file_server(isales: ISalesResource, warehouse: WarehouseResource)
                     window=(now, now),
                     fetched_at=now,
                     params={"vdn_id": vdn},
+                    max_gone_share=isales.max_gone_share,
                 ) as load:
                     await pump(client.file_server_pages(vdn), load)
                     # Every page was walked (an error would have raised): mark the rest gone,
@@ -296,7 +301,10 @@ def dim_isales_file_server(isales: ISalesResource, warehouse: WarehouseResource)
                 ["raw.isales_file_server", "core.dim_isales_file_server"],
                 [vdn_partition_key("snapshot", v) for v in vdns],
                 received,
-            )
+            ),
+            checks.no_mass_disappearance(
+                [r for r, _, _ in pulls.values()], "isales", f"snapshot {now.isoformat()}"
+            ),
         ]
         live = dict(
             conn.execute(
@@ -309,7 +317,7 @@ def dim_isales_file_server(isales: ISalesResource, warehouse: WarehouseResource)
         v: {
             "servers": int(live.get(v, 0)),
             "listed": r.records_received,
-            "marked_gone": sum(r.rows_removed.values()),
+            "marked_gone": sum(r.rows_gone.values()),
             "rejects": r.rejects,
             "pages": pages,
             "requests": requests,

@@ -34,6 +34,7 @@ from pipelines.http import (
     VendorResponseError,
     ordered_prefetch,
 )
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError, int_list
 from pipelines.sources.isales.signing import CONTENT_TYPE, VARIANTS, ISalesAuth
 
@@ -273,6 +274,10 @@ class ISalesResource(ConfigurableResource):
         default=20.0, description="ISALES_RATE_PER_S: client-side request rate (undocumented by the vendor)"
     )
     concurrency: int = Field(default=4, description="Requests in flight at once")
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        description="ISALES_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    )
     limit: int = Field(default=MAX_LIMIT, description="Page size (limit), at most 100")
     timeout_s: float = Field(default=30.0)
     max_retries: int = Field(default=5)

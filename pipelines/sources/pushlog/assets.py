@@ -37,6 +37,7 @@ CHECKS = [
     "required_not_null",
     "known_push_types",
     "type_str_matches_type",
+    "no_mass_disappearance",
 ]
 
 
@@ -93,6 +94,7 @@ def fact_push_log(
                 partition_key=context.partition_key,
                 window=window_t,
                 fetched_at=fetched_at,
+                max_gone_share=pushlog.max_gone_share,
             ) as load:
                 # JIT compiles the normalizing statement (many guarded casts and a PL/pgSQL
                 # decoder) for longer than it runs: off for this transaction only.
@@ -105,7 +107,7 @@ def fact_push_log(
                 before = await _count(conn, window_t)
                 await pump(client.pages(plan.lo, plan.hi, tz), load)
                 # Every sub-window was walked to its short page (an error would have raised):
-                # the pulled range is complete, so rows it no longer returned leave core.
+                # the pulled range is complete, so rows it no longer returned are marked gone.
                 # Outside the range (an incremental pull) nothing is touched.
                 await load.finish(complete=True, pulled_range=(plan.lo, plan.hi))
                 after = await _count(conn, window_t)
@@ -124,6 +126,7 @@ def fact_push_log(
             checks.required_not_null(conn, "core.fact_push_log", TIME_COLUMNS, "create_time", window_t),
             quality.known_push_types(conn, window_t),
             quality.type_str_matches_type(conn, window_t),
+            checks.no_mass_disappearance(result, "pushlog", (plan.lo, plan.hi)),
         ]
     return MaterializeResult(
         metadata={

@@ -37,6 +37,7 @@ from pipelines.http import (
     VendorError,
     VendorResponseError,
 )
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.pushlog.signing import AcsV3Auth
 
@@ -289,6 +290,10 @@ class PushLogResource(ConfigurableResource):
     )
     concurrency: int = Field(
         default=8, description="Requests in flight at once, when a month holds enough to split it"
+    )
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        description="PUSHLOG_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
     )
     page_size: int = Field(default=MAX_LIMIT, description="Limit, at most 500")
     overlap_minutes: float = Field(

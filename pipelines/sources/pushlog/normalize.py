@@ -88,7 +88,6 @@ PUSH_LOGS = SourceSpec(
     records_path=("Data", "List"),
     # NULL (a keyless reject) unless both parts are there.
     key_sql="(rec->>'EnterpriseId') || ':' || (rec->>'Id')",
-    raw_time_sql="core.try_epoch_ms(record->'CreateTime')",
     targets=(
         CoreTarget(
             table="core.fact_push_log",

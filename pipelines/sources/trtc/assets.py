@@ -59,6 +59,7 @@ CALL_CHECKS = [
     "required_not_null",
     "known_enums",
     "within_vendor_retention",
+    "no_mass_disappearance",
 ]
 
 
@@ -78,10 +79,11 @@ async def _load(
             window=pull.plan.window,
             fetched_at=datetime.now(UTC),
             params={"sdk_app_id": trtc.sdkappid.strip()},
+            max_gone_share=trtc.max_gone_share,
         ) as load:
             await pump(client.pages(pull), load)
             complete = pull.complete
-            # Prune only what was asked for: rows older than the vendor's retention stay.
+            # Mark gone only within what was asked for: rows past the vendor's retention stay as they are.
             await load.finish(complete=complete, pulled_range=pull.plan.requested)
         return load.result, complete, client.http.stats.as_metadata()
 
@@ -191,6 +193,7 @@ def trtc_call_records(context: AssetExecutionContext, trtc: TrtcResource, wareho
             checks.required_not_null(conn, CALL_TABLE, CALL_DOCUMENTED, "started_at", window_t),
             checks.known_enums(conn, CALL_TABLE, CALL_ENUMS, "started_at", window_t),
             retention,
+            checks.no_mass_disappearance(result, "trtc", pull.plan.requested or window_t),
         ]
         callee_check = _callee_check(conn, window_t)
         calls, callees = conn.execute(

@@ -37,6 +37,7 @@ from pipelines.http import (
     VendorError,
     VendorResponseError,
 )
+from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.trtc.paging import PageResult, Pull, WindowState, as_completed_bounded
 from pipelines.sources.trtc.plan import SubWindow
@@ -268,6 +269,10 @@ class TrtcResource(ConfigurableResource):
         "answered within the last second (0: no such guard)",
     )
     concurrency: int = Field(default=16, description="Requests in flight at once (50 ms x 190/s needs ~10)")
+    max_gone_share: float = Field(
+        default=DEFAULT_MAX_GONE_SHARE,
+        description="TRTC_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
+    )
     page_size: int = Field(default=MAX_PAGE_SIZE, description="numberPerPage, at most 100")
     retention_margin_s: int = Field(
         default=3_600, description="Seconds before the vendor's 7-day retention edge that are not requested"

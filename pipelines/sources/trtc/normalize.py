@@ -121,6 +121,4 @@ CALLS = SourceSpec(
             time_column="started_at",
         ),
     ),
-    # A partial prune (the part of the week still within retention) needs the record's time.
-    raw_time_sql=epoch_sql("record", "startCallTs"),
 )
