@@ -605,8 +605,10 @@ class CallLogs:
                 continue
             i = _physical(first, skip, g)
             skip = 0
+            if not g:
+                out.extend(self.record(vdn, day, j, drift) for j in range(i, min(stop, i + limit - len(out))))
             skipped = set(g)
-            while i < stop and len(out) < limit:
+            while g and i < stop and len(out) < limit:
                 if i not in skipped:
                     out.append(self.record(vdn, day, i, drift))
                 i += 1
