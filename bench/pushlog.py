@@ -8,8 +8,9 @@ Two parts, one simulator (volume = records / days of the month, per day):
 - ``month``: a closed month in full (the final pull). Three measurements, each in its own
   spawned child: fetch-only (``PushLogClient.pages``, no database), end to end
   (``dagster.materialize`` of ``core/fact_push_log``), a bare COPY of the rows core ended up
-  with. Requests must be, per day, floor(v / 500) + 1 (offset paging without a total ends at
-  the first short page).
+  with. Requests: one walk of the month needs N // 500 + 1 (offset paging without a total
+  ends at the first short page); a month this large is split into concurrent sub-windows by
+  its first page, which costs that page plus at most one request per sub-window.
 - ``refresh``: the open month. The simulator's data clock is frozen at the current minute
   (``POST /_sim/clock {"now": T, "auth_wall": true}``: signatures stay judged by the wall
   clock) and the asset's ``utc_now`` is set to the same T, as tests/test_pushlog_pipeline.py
@@ -50,7 +51,7 @@ PAGE = 500
 
 def _resource(cfg: dict) -> Any:
     """As tests/test_pushlog_pipeline.py builds it: from the simulator's environment, no
-    client-side rate limit (the simulator has none); default concurrency (8 days at once)."""
+    client-side rate limit (the simulator has none); default concurrency (8 requests at once)."""
     from pipelines.sources.pushlog.client import PushLogResource
 
     env = cfg["env"]
@@ -72,7 +73,7 @@ def _window(month: str) -> tuple[datetime, datetime]:
 
 
 def measure_fetch(cfg: dict) -> dict[str, Any]:
-    """Every page of the month through ``PushLogClient.pages`` (day sub-windows walked
+    """Every page of the month through ``PushLogClient.pages`` (sub-windows walked
     concurrently, as the asset does); no database."""
     start, end = _window(cfg["month"])
     pushlog = _resource(cfg)
@@ -155,7 +156,7 @@ def run_month(args: argparse.Namespace, cfg: dict, admin_url: str) -> dict[str, 
     out: dict[str, Any] = {"month": month, "days": days, "records": n}
     note(f"  month {month}: fetch ...")
     out["fetch"] = _in_child(measure_fetch, cfg)
-    out["requests_minimum"] = days * (cfg["volume"] // PAGE + 1)
+    out["requests_minimum"] = n // PAGE + 1
     if args.fetch_only:
         return out
     note(f"  month {month}: e2e ...")

@@ -42,6 +42,12 @@ that reading (window filtering still uses the true instant); the default labels 
 Faults: "envelope" answers HTTP 200 with ``0200033`` (外呼数据不存在); "drift" retypes fields:
 call logs get ``operTime`` as epoch milliseconds (a number) and ``request`` as an object (when
 it parses); file servers get ``port`` as a number and ``serverId`` renamed ``serverID``.
+"empty" answers ``0200000`` with ``count`` 0 and an empty ``result`` (``server``): the vendor lost
+the data. "poison" gives the page's first record ``\u0000`` or a lone ``\ud800`` at the start of
+its free text (a call log's ``resultDesc``, a server's ``userName``) or ``1e999999`` as its number
+(``httpStatus``; a server's ``port``). Records deleted vendor-side (``SimState.deleted``,
+``isales:<id>`` for a call log, ``isales:<serverId>`` for a server) are no longer returned:
+``count`` drops and later offsets shift, as a real vendor's would.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import hashlib
 import hmac
 import json
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -62,7 +69,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, rng, serve, stable_int
+from simulator.common import POISON_VARIANTS, Fault, SimState, rng, serve, stable_int
 
 VENDOR = "isales"
 CALLLOGS = "/rest/isales/v1/openapi/campaigns/{vdnId}/calllogs"
@@ -72,6 +79,9 @@ _EPOCH_ORD = date(1970, 1, 1).toordinal()
 _M64 = (1 << 64) - 1
 _ID_TAIL_MOD = 10**17
 _ID_TAIL_STEP = 61_803_398_874_989_489  # coprime to 10, so i -> tail is one-to-one within a day
+_ID_TAIL_INVERSE = pow(_ID_TAIL_STEP, -1, _ID_TAIL_MOD)  # tail -> i, to find a deleted id's record
+# Stands in for a poisoned value while the page is encoded; replaced in the JSON text after.
+_POISON_TOKEN = "\u27e6sim-poison\u27e7"
 
 OK = "0200000"
 # seed 003's table (表6), zh as documented, en our translation
@@ -215,9 +225,41 @@ class ISalesError(Exception):
         self.detail = detail
 
 
-def _dumps(payload: object, status_code: int = 200) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+def _dumps(payload: object, status_code: int = 200, poison: str | None = None) -> Response:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if poison is not None:
+        # Written into the JSON text: a lone surrogate cannot even be encoded as UTF-8 by
+        # Python, and a number beyond a double has no Python value to dump.
+        if poison == "bignum":
+            text = text.replace(f'"{_POISON_TOKEN}"', POISON_VARIANTS[poison])
+        else:
+            text = text.replace(_POISON_TOKEN, POISON_VARIANTS[poison])
+    body = text.encode()
     return Response(body, status_code=status_code, media_type="application/json;charset=UTF-8")
+
+
+def _poison(record: dict, text_field: str, number_field: str, variant: str) -> dict:
+    """A copy of ``record`` marked to carry the poison (see ``_dumps``)."""
+    if variant == "bignum":
+        return {**record, number_field: _POISON_TOKEN}
+    return {**record, text_field: _POISON_TOKEN + str(record.get(text_field) or "")}
+
+
+def _sorted_within(indices: list[int] | None, lo: int, hi: int) -> list[int]:
+    if not indices:
+        return []
+    return indices[bisect_left(indices, lo) : bisect_left(indices, hi)]
+
+
+def _physical(first: int, logical: int, gone: list[int]) -> int:
+    """The index of the ``logical``-th record from ``first`` when ``gone`` (sorted) are skipped."""
+    i = first + logical
+    for d in gone:
+        if d <= i:
+            i += 1
+        else:
+            break
+    return i
 
 
 def _english(request: Request) -> bool:
@@ -425,6 +467,31 @@ class CallLogs:
                 out.append((day, first, stop))
         return out
 
+    def id_of(self, day: _Day, i: int) -> str:
+        t = day.start + i * DAY_S // self.s.volume
+        ms = _mix(day.salt + i) % 1000
+        return f"{t * 1000 + ms:013d}{(i * _ID_TAIL_STEP + day.tail_salt) % _ID_TAIL_MOD:017d}"
+
+    def deleted(self, ids: frozenset[str]) -> dict[tuple[int, int], list[int]]:
+        """Deleted call-log ids as {(vdn, day): sorted indices}, found from the id itself (its
+        epoch milliseconds give the day, its tail the index); ids that are not ours are ignored."""
+        out: dict[tuple[int, int], list[int]] = {}
+        volume = self.s.volume
+        for text in ids:
+            if len(text) != 30 or not text.isdigit() or volume <= 0:
+                continue
+            t, tail = int(text[:13]) // 1000, int(text[13:])
+            for vdn in self.s.vdn_ids:
+                # a short (DST) day's last records fall after the next local midnight
+                for d in (self.day_of(t), self.day_of(t) - 1):
+                    day = self.day(vdn, d)
+                    i = (tail - day.tail_salt) * _ID_TAIL_INVERSE % _ID_TAIL_MOD
+                    if i < volume and self.id_of(day, i) == text:
+                        out.setdefault((vdn, d), []).append(i)
+        for found in out.values():
+            found.sort()
+        return out
+
     def op_of(self, h: int) -> int:
         return _OP_TABLE[(h >> 10) % len(_OP_TABLE)]
 
@@ -510,37 +577,62 @@ class CallLogs:
         return f'{{"limit":10,"offset":0,"vdnId":{vdn}}}'
 
     def page(
-        self, vdn: int, begin: int, end: int, now: int, offset: int, limit: int, url: str, drift: bool
+        self,
+        vdn: int,
+        begin: int,
+        end: int,
+        now: int,
+        offset: int,
+        limit: int,
+        url: str,
+        drift: bool,
+        deleted: dict[tuple[int, int], list[int]] | None = None,
     ) -> tuple[int, list[dict]]:
-        """(window total, records [offset, offset + limit))."""
+        """(window total, records [offset, offset + limit)); the ``deleted`` indices (see
+        ``deleted``) are skipped, so the total drops and later offsets shift."""
+        deleted = deleted or {}
         ranges = self.ranges(vdn, begin, end, now)
         if url:
-            return self._filtered_page(vdn, ranges, offset, limit, url, drift)
-        total = sum(stop - first for _, first, stop in ranges)
+            return self._filtered_page(vdn, ranges, offset, limit, url, drift, deleted)
+        gone = [_sorted_within(deleted.get((vdn, day.d)), first, stop) for day, first, stop in ranges]
+        total = sum(stop - first - len(g) for (_, first, stop), g in zip(ranges, gone, strict=True))
         out: list[dict] = []
         skip = offset
-        for day, first, stop in ranges:
-            n = stop - first
+        for (day, first, stop), g in zip(ranges, gone, strict=True):
+            n = stop - first - len(g)
             if skip >= n:
                 skip -= n
                 continue
-            start = first + skip
+            i = _physical(first, skip, g)
             skip = 0
-            for i in range(start, min(stop, start + limit - len(out))):
-                out.append(self.record(vdn, day, i, drift))
+            if not g:
+                out.extend(self.record(vdn, day, j, drift) for j in range(i, min(stop, i + limit - len(out))))
+            skipped = set(g)
+            while g and i < stop and len(out) < limit:
+                if i not in skipped:
+                    out.append(self.record(vdn, day, i, drift))
+                i += 1
             if len(out) >= limit:
                 break
         return total, out
 
     def _filtered_page(
-        self, vdn: int, ranges: list[tuple[_Day, int, int]], offset: int, limit: int, url: str, drift: bool
+        self,
+        vdn: int,
+        ranges: list[tuple[_Day, int, int]],
+        offset: int,
+        limit: int,
+        url: str,
+        drift: bool,
+        deleted: dict[tuple[int, int], list[int]],
     ) -> tuple[int, list[dict]]:
         # the url filter has no arithmetic shortcut: scan the window (the pipeline never uses it)
         total = 0
         out: list[dict] = []
         for day, first, stop in ranges:
+            skipped = set(deleted.get((vdn, day.d), ()))
             for i in range(first, stop):
-                if self.url_of(vdn, _mix(day.salt + i)) != url:
+                if i in skipped or self.url_of(vdn, _mix(day.salt + i)) != url:
                     continue
                 if offset <= total < offset + limit:
                     out.append(self.record(vdn, day, i, drift))
@@ -584,10 +676,14 @@ def _server(seed: int, vdn: int, k: int) -> dict:
     }
 
 
-def file_servers(settings: Settings, vdn: int) -> list[dict]:
-    """The VDN's servers in creation order, without the removed ones."""
+def file_servers(settings: Settings, vdn: int, deleted: frozenset[str] = frozenset()) -> list[dict]:
+    """The VDN's servers in creation order, without the removed (or deleted) ones."""
     servers = [_server(settings.seed, vdn, k) for k in range(settings.file_servers_per_vdn)]
-    return [s for s in servers if s["serverId"] not in settings.removed_server_ids]
+    return [
+        s
+        for s in servers
+        if s["serverId"] not in settings.removed_server_ids and s["serverId"] not in deleted
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +745,16 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
             except ISalesError as exc:
                 return _envelope(exc.code, exc.detail, english)
             drift = fault is not None and fault.mode == "drift"
-            total, records = logs.page(vdn, begin, end, int(state.clock.now()), offset, limit, url, drift)
+            deleted = logs.deleted(state.deleted_ids(VENDOR))
+            total, records = logs.page(
+                vdn, begin, end, int(state.clock.now()), offset, limit, url, drift, deleted
+            )
+            poison = None
+            if fault is not None and fault.mode == "empty":
+                total, records = 0, []
+            if fault is not None and fault.mode == "poison" and records:
+                poison = fault.variant
+                records[0] = _poison(records[0], "resultDesc", "httpStatus", poison)
             return _dumps(
                 {
                     "result": records,
@@ -658,7 +763,8 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                     "count": total,
                     "resultDesc": "queryCalllogs success",
                     "returnDesc": "queryCalllogs success",
-                }
+                },
+                poison=poison,
             )
 
         return await serve(state, VENDOR, CALLLOGS, request, handle)
@@ -684,7 +790,9 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                         raise ISalesError("02000011", f"serverIds: 参数个数不能大于{s.max_limit}")
             except ISalesError as exc:
                 return _envelope(exc.code, exc.detail, english)
-            servers = file_servers(s, vdn)
+            servers = file_servers(s, vdn, state.deleted_ids(VENDOR))
+            if fault is not None and fault.mode == "empty":
+                servers = []
             if ids:
                 wanted = set(ids)
                 servers = [x for x in servers if x["serverId"] in wanted]
@@ -700,11 +808,15 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                     }
                     for x in page
                 ]
+            poison = None
+            if fault is not None and fault.mode == "poison" and page:
+                poison = fault.variant
+                page = [_poison(page[0], "userName", "port", poison), *page[1:]]
             payload: dict[str, object] = {"returnCode": OK, "server": page}
             if s.file_server_count:
                 payload["count"] = len(servers)
             payload.update(resultCode=OK, resultDesc="success", returnDesc="success")
-            return _dumps(payload)
+            return _dumps(payload, poison=poison)
 
         return await serve(state, VENDOR, QUERY_SERVER, request, handle)
 

@@ -19,6 +19,13 @@ Data: ``volume`` deliveries per local day; delivery ``i`` of day ``d`` has ``Id 
 floor(i * day_ms / volume)``. A delivery exists once ``CreateTime <= now``, or, for the
 ``late_fraction`` of deliveries that are logged late, once ``CreateTime + lag <= now`` (lag up
 to ``max_late_ms``): a window's content grows as the clock moves.
+
+Faults the vendor answers itself: "envelope" (``isv.BUSINESS_LIMIT_CONTROL`` in an HTTP 200),
+"drift" (``Type`` as a string, ``Position`` gone), "empty" (``Code`` OK with an empty
+``Data.List``: the log store lost the window) and "poison" (the page's first record carries
+``\u0000`` or a lone ``\ud800`` in ``ResultText``, or ``Delay`` as ``1e999999``). Deliveries
+deleted vendor-side (``SimState.deleted``, ``pushlog:<Id>``) are no longer returned and the
+offsets of the later ones shift down, as a real store's would.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import re
 import time
 import uuid
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, serve, stable_int
+from simulator.common import POISON_VARIANTS, Fault, SimState, serve, stable_int
 
 VENDOR = "pushlog"
 ENDPOINT = "/"
@@ -236,6 +244,42 @@ def _day_of(tz: str, ms: int) -> int:
     return datetime.fromtimestamp(ms // 1000, ZoneInfo(tz)).date().toordinal() - EPOCH_ORDINAL
 
 
+def _within(indices: list[int] | None, lo: int, hi: int) -> list[int]:
+    """The sorted ``indices`` in [lo, hi)."""
+    if not indices:
+        return []
+    return indices[bisect_left(indices, lo) : bisect_left(indices, hi)]
+
+
+def _is_deleted(deleted: dict[int, list[int]], day: int, i: int) -> bool:
+    found = deleted.get(day)
+    if not found:
+        return False
+    k = bisect_left(found, i)
+    return k < len(found) and found[k] == i
+
+
+def deleted_by_day(ids: frozenset[str]) -> dict[int, list[int]]:
+    """Deleted ``Id`` values as {day: sorted delivery indices}; ids that are not ours are ignored."""
+    out: dict[int, list[int]] = {}
+    for text in ids:
+        if not text.isdigit():
+            continue
+        day, i = divmod(int(text), ID_STRIDE)
+        out.setdefault(day, []).append(i)
+    for found in out.values():
+        found.sort()
+    return out
+
+
+def poison(record: str, variant: str) -> str:
+    """One record's JSON text carrying a value PostgreSQL refuses: a string poison inside the
+    free text ``ResultText``, the number in ``Delay``. The body stays valid JSON."""
+    if variant == "bignum":
+        return re.sub(r'"Delay":\d+', '"Delay":' + POISON_VARIANTS[variant], record, count=1)
+    return record.replace('"ResultText":"', '"ResultText":"' + POISON_VARIANTS[variant], 1)
+
+
 class PushLogData:
     """Deterministic deliveries from (seed, volume); every page costs O(page size)."""
 
@@ -283,12 +327,21 @@ class PushLogData:
         return 0
 
     def page(
-        self, lo_ms: int, hi_ms: int, now_ms: int, start: int, limit: int, filters: dict | None
+        self,
+        lo_ms: int,
+        hi_ms: int,
+        now_ms: int,
+        start: int,
+        limit: int,
+        filters: dict | None,
+        deleted: dict[int, list[int]] | None = None,
     ) -> list[str]:
         """Records [start, start+limit) of the visible deliveries created in [lo, hi), by Id,
-        each as JSON text."""
+        each as JSON text. ``deleted`` maps a day to the sorted indices of its deliveries the
+        vendor deleted: they are skipped and the offsets after them shift."""
         visible_hi = min(hi_ms, now_ms + 1)
         out: list[str] = []
+        deleted = deleted or {}
         if filters:
             # Filtered reads scan the window (O(window)); the pipeline never filters.
             skip = start
@@ -297,7 +350,7 @@ class PushLogData:
                 for i in range(i_lo, i_hi):
                     created = ds + i * length // self.n
                     rid = day * ID_STRIDE + i
-                    if created + self.lag_ms(rid) > now_ms:
+                    if created + self.lag_ms(rid) > now_ms or _is_deleted(deleted, day, i):
                         continue
                     if not self.matches(rid, filters):
                         continue
@@ -313,15 +366,30 @@ class PushLogData:
         sure = self.segments(lo_ms, sure_hi)
         skip = start
         for day, ds, length, i_lo, i_hi in sure:
-            count = i_hi - i_lo
+            gone = _within(deleted.get(day), i_lo, i_hi)
+            count = i_hi - i_lo - len(gone)
             if skip >= count:
                 skip -= count
                 continue
             month = _month_of(self.tz, day)
             base = day * ID_STRIDE
             n = self.n
-            for i in range(i_lo + skip, min(i_hi, i_lo + skip + limit - len(out))):
-                out.append(self.record(base + i, ds + i * length // n, month))
+            if not gone:
+                for i in range(i_lo + skip, min(i_hi, i_lo + skip + limit - len(out))):
+                    out.append(self.record(base + i, ds + i * length // n, month))
+            else:
+                # the logical offset's physical index: step over the deleted ones before it
+                i = i_lo + skip
+                for d in gone:
+                    if d <= i:
+                        i += 1
+                    else:
+                        break
+                skipped = set(gone)
+                while i < i_hi and len(out) < limit:
+                    if i not in skipped:
+                        out.append(self.record(base + i, ds + i * length // n, month))
+                    i += 1
             skip = 0
             if len(out) == limit:
                 return out
@@ -331,7 +399,7 @@ class PushLogData:
             for i in range(i_lo, i_hi):
                 created = ds + i * length // self.n
                 rid = day * ID_STRIDE + i
-                if created + self.lag_ms(rid) > now_ms:
+                if created + self.lag_ms(rid) > now_ms or _is_deleted(deleted, day, i):
                     continue
                 if skip:
                     skip -= 1
@@ -654,7 +722,12 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
             return _json(
                 {"RequestId": _request_id(), "Message": "触发流控", "Code": "isv.BUSINESS_LIMIT_CONTROL"}
             )
-        records = data.page(lo, hi, int(state.clock.now() * 1000), start, limit, filters)
+        deleted = deleted_by_day(state.deleted_ids(VENDOR))
+        records = data.page(lo, hi, int(state.clock.now() * 1000), start, limit, filters, deleted)
+        if fault is not None and fault.mode == "empty":
+            records = []
+        if fault is not None and fault.mode == "poison" and records:
+            records[0] = poison(records[0], fault.variant)
         if fault is not None and fault.mode == "drift":
             # schema drift: Type arrives as a string and Position disappears
             drifted = []

@@ -140,6 +140,24 @@ def test_paging_fetches_the_minimum_and_stops_on_the_short_page(
     assert len(set(ids)) == 210
 
 
+@pytest.mark.parametrize(("volume", "pages"), [(0, [0]), (1, [7]), (100, [100] * 7), (143, [100] * 10 + [1])])
+def test_a_week_costs_the_paging_minimum(simulator: Simulator, volume: int, pages: list[int]) -> None:
+    """Issue 11: ceil(N / 100) requests for N records (one for none); ``count`` on the first
+    page spares the empty request a full last page would otherwise need."""
+    simulator.settings["isales"].volume = volume
+    server = ThreadedServer(simulator).start()
+    try:
+        start = datetime(2026, 11, 9, tzinfo=SHANGHAI)
+        got, pull = asyncio.run(_pull(_resource(server), 1, start, start + timedelta(days=7)))
+    finally:
+        server.stop()
+    assert [p.records for p in got] == pages
+    assert pull.api_count == 7 * volume == sum(pages)
+    assert pull.ranges == 1 and pull.pages == len(pages)
+    served = simulator.state.requests["isales /rest/isales/v1/openapi/campaigns/{vdnId}/calllogs"]
+    assert served == max(1, -(-7 * volume // 100))
+
+
 def test_file_servers_page_until_a_short_page_without_count(
     small_sim: Simulator, sim: ThreadedServer
 ) -> None:

@@ -22,10 +22,10 @@ import pandas as pd
 import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
-from pipelines.definitions import build_resources
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from pipelines.definitions import build_resources
 from pipelines.mart import assets as mart
 from pipelines.mart import columns, identity, pii
 from pipelines.sources.crm import assets as crm

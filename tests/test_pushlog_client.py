@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from pipelines.http import VendorAuthError
-from pipelines.sources.pushlog.client import PushLogResource, request_times
+from pipelines.sources.pushlog.client import SECOND, PushLogResource, even_windows, request_times
 from simulator.app import Simulator
 from simulator.server import ThreadedServer
 
@@ -63,7 +63,7 @@ def _local(text: str, tz: ZoneInfo) -> datetime:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
 
 
-def test_sub_windows_never_span_a_month_and_limit_is_at_most_500(simulator: Simulator) -> None:
+def test_ranges_never_span_a_month_and_limit_is_at_most_500(simulator: Simulator) -> None:
     tz_name = "America/New_York"
     settings = simulator.settings["pushlog"]
     settings.timezone, settings.volume = tz_name, 24
@@ -81,9 +81,12 @@ def test_sub_windows_never_span_a_month_and_limit_is_at_most_500(simulator: Simu
         assert (lo.year, lo.month) == (hi.year, hi.month), q
         assert start <= lo <= hi < end, q
         assert 1 <= int(q["Limit"]) <= 500 and q["EnterpriseId"] == "7122600"
-    # the sub-windows tile the range: 18 deliveries on Oct 30 after 06:00, then 24 a day
+    # one range per month, each one short page: 18 deliveries on Oct 30 after 06:00, then 24 a day
     assert sum(p.records for p in pages) == 18 + 24 * 3
-    assert len({(q["StartTime"], q["EndTime"]) for q in recorder.queries}) == 4
+    assert sorted((q["StartTime"], q["EndTime"]) for q in recorder.queries) == [
+        ("2026-10-30 06:00:00", "2026-10-31 23:59:59"),
+        ("2026-11-01 00:00:00", "2026-11-02 23:59:59"),
+    ]
     with pytest.raises(ValueError, match="spans a calendar month"):
         request_times(datetime(2026, 10, 31, tzinfo=tz), datetime(2026, 11, 1, 0, 0, 1, tzinfo=tz), tz)
 
@@ -105,6 +108,50 @@ def test_paging_stops_at_the_first_short_page(simulator: Simulator, volume: int)
     assert sum(p.records for p in pages) == volume
 
 
+@pytest.mark.parametrize(("volume", "requests"), [(1, 1), (16, 1), (39, 3)])
+def test_a_quiet_month_costs_the_paging_minimum(simulator: Simulator, volume: int, requests: int) -> None:
+    """Issue 11: a month of ~1,200 deliveries took 33 requests (a walk per day); one walk of the
+    month needs N // 500 + 1 (no total: the walk ends at the first short page)."""
+    simulator.settings["pushlog"].volume = volume
+    server = ThreadedServer(simulator).start()
+    try:
+        month = (datetime(2026, 10, 1, tzinfo=SHANGHAI), datetime(2026, 11, 1, tzinfo=SHANGHAI))
+        pages, recorder = pull(resource(server), *month, SHANGHAI)
+        served = simulator.state.requests["pushlog /"]
+    finally:
+        server.stop()
+    n = 31 * volume
+    assert sum(p.records for p in pages) == n
+    assert served == len(recorder.queries) == requests == n // 500 + 1
+    assert {(q["StartTime"], q["EndTime"]) for q in recorder.queries} == {
+        ("2026-10-01 00:00:00", "2026-10-31 23:59:59")
+    }
+    assert [q["Start"] for q in recorder.queries] == [str(500 * k) for k in range(requests)]
+
+
+def test_a_busy_month_is_split_into_concurrent_sub_windows_by_its_first_page(simulator: Simulator) -> None:
+    simulator.settings["pushlog"].volume = 1000  # 30,000 deliveries in November: 60 pages
+    server = ThreadedServer(simulator).start()
+    try:
+        month = (datetime(2026, 11, 1, tzinfo=SHANGHAI), datetime(2026, 12, 1, tzinfo=SHANGHAI))
+        pages, recorder = pull(resource(server, concurrency=4), *month, SHANGHAI)
+    finally:
+        server.stop()
+    assert sum(p.records for p in pages) == 30_000
+    ranges = [(q["StartTime"], q["EndTime"]) for q in recorder.queries]
+    # the deciding request asked for the whole month; its page was dropped, not landed twice
+    assert ranges[0] == ("2026-11-01 00:00:00", "2026-11-30 23:59:59")
+    subs = sorted(set(ranges[1:]))
+    assert len(subs) == 60 // 4  # MIN_PAGES_PER_WINDOW pages each
+    # the sub-windows tile the month, second to second
+    assert subs[0][0] == "2026-11-01 00:00:00" and subs[-1][1] == "2026-11-30 23:59:59"
+    for (_, end), (begin, _) in zip(subs, subs[1:], strict=False):
+        assert _local(begin, SHANGHAI) - _local(end, SHANGHAI) == timedelta(seconds=1)
+    # each cut costs at most one request more than one walk: the minimum is 30,000 // 500 + 1
+    assert len(recorder.queries) <= 1 + 60 + len(subs)
+    assert len(pages) == len(recorder.queries) - 1
+
+
 @pytest.mark.parametrize(
     ("field", "value", "code"),
     [
@@ -124,3 +171,22 @@ def test_rejected_credentials_name_the_variables(
     assert "wrong-secret" not in text and "string to sign" not in text
     # not retried: a rejected signature fails at once
     assert sim.sim.state.requests["pushlog /"] == 1
+
+
+def test_even_windows_tile_a_month_in_elapsed_seconds_across_dst() -> None:
+    # November 2026 in New York holds the fall-back hour: 30 days and 1 hour elapsed
+    start, end = datetime(2026, 11, 1, tzinfo=NEW_YORK), datetime(2026, 12, 1, tzinfo=NEW_YORK)
+    windows = even_windows(start, end, 7)
+    assert len(windows) == 7 and windows[0][0] == start and windows[-1][1] == end
+    lengths = [b.timestamp() - a.timestamp() for a, b in windows]
+    assert sum(lengths) == end.timestamp() - start.timestamp() == 30 * 86400 + 3600
+    assert max(lengths) - min(lengths) <= 1 and all(n == int(n) for n in lengths)
+    for (_, hi), (lo, _) in zip(windows, windows[1:], strict=False):
+        assert hi == lo
+        assert (
+            request_times(lo - timedelta(hours=1), lo, NEW_YORK)[1]
+            < request_times(lo, lo + SECOND, NEW_YORK)[0]
+        )
+    assert even_windows(start, start + 3 * SECOND, 10) == [
+        (start + k * SECOND, start + (k + 1) * SECOND) for k in range(3)
+    ]

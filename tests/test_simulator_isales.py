@@ -413,6 +413,84 @@ def test_drift_fault(sim: Sim) -> None:
     assert any(isinstance(x["port"], int) for x in servers)
 
 
+def test_empty_fault_answers_success_with_no_records(sim: Sim) -> None:
+    sim.state.faults.arm(isales.CALLLOGS, Fault("empty", times=2))
+    page = sim.logs()
+    assert page["resultCode"] == page["returnCode"] == "0200000"
+    assert page["count"] == 0 and page["result"] == []
+    assert sim.logs(vdn=2)["count"] == 0
+    assert sim.logs()["count"] == 767  # two uses only
+    sim.state.faults.arm(isales.QUERY_SERVER, Fault("empty"))
+    servers = sim.servers()
+    assert servers["resultCode"] == "0200000" and servers["server"] == []
+    counted = Sim(Settings(file_server_count=True))
+    counted.state.faults.arm(isales.QUERY_SERVER, Fault("empty"))
+    assert counted.servers()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("variant", "marker", "text_value", "number_value"),
+    [
+        ("nul", "\\u0000", "\x00", None),
+        ("surrogate", "\\ud800", "\ud800", None),
+        ("bignum", "1e999999", None, float("inf")),
+    ],
+)
+def test_poison_fault_puts_one_bad_value_into_one_record(
+    sim: Sim, variant: str, marker: str, text_value: str | None, number_value: float | None
+) -> None:
+    clean = sim.logs(limit=20)["result"]
+    sim.state.faults.arm(isales.CALLLOGS, Fault("poison", variant=variant))
+    response = sim.post(CALLLOGS, {"offset": 0, "limit": 20, **WEEK})
+    assert response.content.decode().count(marker) == 1
+    records = response.json()["result"]  # still valid JSON
+    assert [r["id"] for r in records] == [r["id"] for r in clean]
+    assert records[1:] == clean[1:]
+    bad, good = records[0], clean[0]
+    if text_value is not None:
+        assert {k for k in bad if bad[k] != good[k]} == {"resultDesc"}
+        assert bad["resultDesc"] == text_value + good["resultDesc"]
+    else:
+        assert {k for k in bad if bad[k] != good[k]} == {"httpStatus"}
+        assert bad["httpStatus"] == number_value
+    servers = sim.servers()["server"]
+    sim.state.faults.arm(isales.QUERY_SERVER, Fault("poison", variant=variant))
+    poisoned = sim.post(SERVERS, {"offset": 0, "limit": 10})
+    assert poisoned.content.decode().count(marker) == 1
+    first = poisoned.json()["server"][0]
+    assert poisoned.json()["server"][1:] == servers[1:]
+    if text_value is not None:
+        assert first["userName"] == text_value + servers[0]["userName"]
+    else:
+        assert first["port"] == number_value
+
+
+def test_deleted_call_logs_are_gone_counts_drop_and_offsets_shift(sim: Sim) -> None:
+    total, before = sim.all_logs()
+    _, other_vdn = sim.all_logs(vdn=2)
+    gone = [before[5]["id"], before[150]["id"], before[-1]["id"]]
+    sim.state.deleted.update(f"isales:{i}" for i in gone)
+    sim.state.deleted.update({"isales:not-an-id", "pushlog:2053100000001"})
+    after_total, after = sim.all_logs()
+    assert after_total == total - 3
+    assert after == [r for r in before if r["id"] not in gone]
+    assert sim.logs(offset=100, limit=1)["result"][0]["id"] == before[101]["id"]  # one gone before
+    _, by_7 = sim.all_logs(limit=7)
+    assert by_7 == after
+    assert sim.all_logs(vdn=2)[1] == other_vdn  # another VDN's log keeps its records
+    url = before[150]["url"]
+    _, filtered = sim.all_logs(url=url)
+    assert filtered and before[150]["id"] not in {r["id"] for r in filtered}
+    sim.state.deleted.clear()
+    assert sim.all_logs() == (total, before)
+
+
+def test_deleted_file_servers_are_no_longer_listed(sim: Sim) -> None:
+    servers = sim.servers()["server"]
+    sim.state.deleted.add(f"isales:{servers[1]['serverId']}")
+    assert sim.servers()["server"] == [servers[0], *servers[2:]]
+
+
 def test_generic_faults_pass_through_serve(sim: Sim) -> None:
     sim.state.faults.arm(isales.CALLLOGS, Fault("503"))
     assert sim.post(CALLLOGS, {"offset": 0, "limit": 10, **WEEK}).status_code == 503

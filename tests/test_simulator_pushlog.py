@@ -377,3 +377,65 @@ def test_env_points_a_client_at_the_simulator() -> None:
         "PUSHLOG_ENTERPRISE_ID": "7122600",
         "PUSHLOG_TIMEZONE": "Asia/Shanghai",
     }
+
+
+def test_empty_fault_answers_ok_without_records(sim: Sim) -> None:
+    sim.state.faults.arm("/", Fault("empty", times=1))
+    body = sim.call(Limit="50", **DAY).json()
+    assert body["Code"] == "OK" and body["Message"] == "OK" and body["Data"] == {"List": []}
+    assert len(sim.ok(Limit="50", **DAY)) == 50  # one use only
+
+
+@pytest.mark.parametrize(
+    ("variant", "field", "marker"),
+    [
+        ("nul", "ResultText", "\\u0000"),
+        ("surrogate", "ResultText", "\\ud800"),
+        ("bignum", "Delay", "1e999999"),
+    ],
+)
+def test_poison_fault_puts_one_bad_value_into_one_record(
+    sim: Sim, variant: str, field: str, marker: str
+) -> None:
+    clean = sim.ok(Limit="20", **DAY)
+    sim.state.faults.arm("/", Fault("poison", variant=variant))
+    response = sim.call(Limit="20", **DAY)
+    text = response.text
+    assert text.count(marker) == 1, "exactly one record carries the poison, as JSON text"
+    records = response.json()["Data"]["List"]  # still valid JSON
+    assert [r["Id"] for r in records] == [r["Id"] for r in clean]
+    changed = [i for i, (a, b) in enumerate(zip(records, clean, strict=True)) if a != b]
+    assert changed == [0]
+    bad, good = records[0], clean[0]
+    assert {k for k in bad if bad[k] != good[k]} == {field}
+    if variant == "nul":
+        assert bad[field] == "\x00" + good[field]
+    elif variant == "surrogate":
+        assert bad[field] == "\ud800" + good[field]
+    else:
+        assert bad[field] == float("inf")  # beyond a double, far beyond PostgreSQL's numeric
+
+
+def test_deleted_deliveries_are_gone_and_later_offsets_shift(sim: Sim) -> None:
+    before = [r for p in sim.pull(limit=500, **DAY) for r in p]
+    assert len(before) == 2000
+    gone = [before[3]["Id"], before[700]["Id"], before[1999]["Id"]]
+    sim.state.deleted.update(f"pushlog:{i}" for i in gone)
+    sim.state.deleted.add("crm:123")  # another vendor's deletion changes nothing here
+    after = [r for p in sim.pull(limit=500, **DAY) for r in p]
+    assert [r["Id"] for r in after] == [r["Id"] for r in before if r["Id"] not in gone]
+    # offsets are logical: page 2 starts with the record that followed, every page size agrees
+    assert sim.ok(Start="500", Limit="1", **DAY)[0]["Id"] == before[501]["Id"]  # one gone before it
+    assert [r["Id"] for p in sim.pull(limit=37, **DAY) for r in p] == [r["Id"] for r in after]
+    assert sim.ok(Start="1997", Limit="10", **DAY) == []
+    # the scanning paths (filters, late deliveries) skip them too
+    filtered = [r["Id"] for p in sim.pull(limit=100, Result="1", **DAY) for r in p]
+    assert set(filtered).isdisjoint(gone) and filtered
+    late = Sim(pushlog.Settings(late_fraction=0.3))
+    late.state.clock.set(now=_ms("2026-03-19 00:05:00") / 1000)
+    window = {"StartTime": "2026-03-19 00:00:00", "EndTime": "2026-03-19 00:05:00"}
+    seen = [r["Id"] for p in late.pull(**window) for r in p]
+    late.state.deleted.add(f"pushlog:{seen[1]}")
+    assert [r["Id"] for p in late.pull(**window) for r in p] == seen[:1] + seen[2:]
+    sim.state.deleted.clear()
+    assert [r["Id"] for p in sim.pull(limit=500, **DAY) for r in p] == [r["Id"] for r in before]

@@ -16,4 +16,6 @@ def test_no_core_column_has_a_sequence_default(db: psycopg.Connection) -> None:
 
 def test_a_call_without_its_vendor_key_is_refused(db: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.NotNullViolation):
-        db.execute("INSERT INTO core.fact_crm_call (created_at, call_id, _loaded_at) VALUES (now(), 'x', now())")
+        db.execute(
+            "INSERT INTO core.fact_crm_call (created_at, call_id, _loaded_at) VALUES (now(), 'x', now())"
+        )
