@@ -29,6 +29,10 @@ class VendorResource(ConfigurableResource):
     VENDOR: ClassVar[str]  # "Udesk CRM": how errors name the vendor
     SECRETS: ClassVar[frozenset[str]] = frozenset()
 
+    base_url: str = Field(
+        description="<SOURCE>_BASE_URL: scheme, host, port and any path prefix in front of the vendor's "
+        "documented paths (README: Configuration)"
+    )
     rate_per_s: float = Field(
         default=20.0, description="Client-side request rate limit (<SOURCE>_RATE_PER_S)"
     )
@@ -74,12 +78,12 @@ class VendorResource(ConfigurableResource):
                 raise SettingError(f"{self.variable(name)} is not set")
 
     def http(
-        self, base_url: str, auth: httpx.Auth, transport: httpx.AsyncBaseTransport | None = None, **kw: Any
+        self, auth: httpx.Auth, transport: httpx.AsyncBaseTransport | None = None, **kw: Any
     ) -> HttpClient:
         """The vendor's HTTP client with this resource's limits, timeouts and retries."""
         return HttpClient(
             self.VENDOR,
-            base_url,
+            self.base_url,
             auth=auth,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,

@@ -186,7 +186,6 @@ class CrmResource(VendorResource):
     VENDOR = VENDOR
     SECRETS = frozenset({"secret_key"})
 
-    base_url: str = Field(description="CRM_BASE_URL: scheme, host, port and path prefix before /v1/...")
     email: str = Field(description="CRM_EMAIL: the account e-mail that signs requests")
     secret_key: str = Field(description="CRM_SECRET_KEY: the signing secret")
     agent_ids: str = Field(
@@ -200,6 +199,4 @@ class CrmResource(VendorResource):
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> CrmClient:
         self.require("base_url", "email", "secret_key")
         auth = CrmSignAuth(self.email, self.secret_key)
-        return CrmClient(
-            self.http(self.base_url, auth, transport, auth_hint=f"Check {CREDENTIAL_VARS}."), self.page_size
-        )
+        return CrmClient(self.http(auth, transport, auth_hint=f"Check {CREDENTIAL_VARS}."), self.page_size)

@@ -263,9 +263,6 @@ class ISalesResource(VendorResource):
     VENDOR = VENDOR
     SECRETS = frozenset({"sk"})
 
-    base_url: str = Field(
-        description="ISALES_BASE_URL: scheme, host, port and prefix before /rest/isales/..."
-    )
     ak: str = Field(description="ISALES_AK: the access key that signs requests")
     sk: str = Field(description="ISALES_SK: the secret key (secret)")
     vdn_ids: str = Field(description="ISALES_VDN_IDS: comma list of VDN ids (1..9999) to pull")
@@ -291,6 +288,4 @@ class ISalesResource(VendorResource):
             raise SettingError("ISALES_AK is empty or contains '/'")
         self.require("base_url", "sk")
         auth = ISalesAuth(self.ak, self.sk, variant=self.sign_variant)  # type: ignore[arg-type]
-        return ISalesClient(
-            self.http(self.base_url, auth, transport, auth_hint=CREDENTIALS_HINT), self.zone(), self.limit
-        )
+        return ISalesClient(self.http(auth, transport, auth_hint=CREDENTIALS_HINT), self.zone(), self.limit)

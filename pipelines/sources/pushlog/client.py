@@ -240,9 +240,6 @@ class PushLogResource(VendorResource):
     VENDOR = VENDOR
     SECRETS = frozenset({"access_key_secret"})
 
-    base_url: str = Field(
-        description="PUSHLOG_BASE_URL: scheme, host, port and any path prefix; POST goes to <base>/"
-    )
     access_key_id: str = Field(description="PUSHLOG_ACCESS_KEY_ID: the Alibaba Cloud AccessKey id")
     access_key_secret: str = Field(description="PUSHLOG_ACCESS_KEY_SECRET: the AccessKey secret (signs V3)")
     enterprise_id: str = Field(description="PUSHLOG_ENTERPRISE_ID: the call center id (EnterpriseId)")
@@ -260,5 +257,5 @@ class PushLogResource(VendorResource):
             raise SettingError(
                 f"PUSHLOG_ENTERPRISE_ID={self.enterprise_id!r} is not a call-center id (digits)"
             )
-        http = self.http(self.base_url, AcsV3Auth(self.access_key_id, self.access_key_secret), transport)
+        http = self.http(AcsV3Auth(self.access_key_id, self.access_key_secret), transport)
         return PushLogClient(http, self.enterprise_id.strip(), self.page_size)

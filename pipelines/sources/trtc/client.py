@@ -284,10 +284,6 @@ class TrtcResource(VendorResource):
     VENDOR = VENDOR
     SECRETS = frozenset({"secret_key"})
 
-    base_url: str = Field(
-        description="TRTC_BASE_URL: scheme, host and path prefix before /v1/records/... "
-        "(e.g. https://callkit.trtc.tencent-cloud.com)"
-    )
     sdkappid: str = Field(description="TRTC_SDKAPPID: the application's SDKAppID (an integer)")
     secret_key: str = Field(description="TRTC_SECRET_KEY: the key that signs UserSigs (secret)")
     admin_identifier: str = Field(description="TRTC_ADMIN_IDENTIFIER: an IM App administrator account")
@@ -332,7 +328,5 @@ class TrtcResource(VendorResource):
         # holds more than rate_per_s sends whatever the bucket. The vendor counts per second
         # on its side: the window rule keeps its count at the limit even when stalls bunch
         # the arrivals it sees.
-        http = self.http(
-            self.base_url, auth, transport, burst=PACE_BURST, window_limit=self.limit_per_s or None
-        )
+        http = self.http(auth, transport, burst=PACE_BURST, window_limit=self.limit_per_s or None)
         return TrtcClient(http, auth, self.page_size)
