@@ -1,6 +1,6 @@
 """The one HTTP layer every vendor client uses.
 
-Timeouts; retries with exponential backoff and full jitter on connection errors, 429, 5xx,
+Timeouts; retries (``tenacity``) with exponential backoff and full jitter on connection errors, 429, 5xx,
 unparsable bodies and vendor errors marked retryable, honouring ``Retry-After``; a
 client-side rate limiter; bounded concurrency; typed errors that name the vendor, the
 endpoint, the code and its meaning; counters for the Dagster UI.
@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 # httpx logs every request URL at INFO, query string included; some vendors sign there.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -295,66 +296,84 @@ class HttpClient:
         ``endpoint`` names the request in errors (defaults to ``path``).
         """
         endpoint = endpoint or path
-        last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.stats.retries += 1
-            retry_after: float | None = None
-            try:
-                # The rate is taken inside the concurrency slot, right before the send: a
-                # slot taken earlier would be spent late, in a bunch with others.
-                async with self._semaphore:
-                    self.stats.throttled_s += await self.limiter.acquire()
-                    self.stats.requests += 1
-                    try:
-                        response = await self._client.request(method, path, **kwargs)
-                    finally:
-                        self.limiter.release()
-            except httpx.TimeoutException as exc:
-                last = VendorHTTPError(
-                    self.vendor, endpoint, "timeout", f"no answer in time ({type(exc).__name__})"
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: getattr(exc, "transient", False)),
+            before_sleep=self._count_retry,
+            reraise=True,  # the last attempt's own error, naming vendor, endpoint and cause
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(method, path, endpoint, check, kwargs)
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return self._backoff(state.attempt_number - 1, getattr(error, "retry_after", None))
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+    async def _attempt(
+        self, method: str, path: str, endpoint: str, check: Check | None, kwargs: dict[str, Any]
+    ) -> Reply:
+        """One request. A failure worth another try (a timeout, a dropped connection, 429, 5xx, a
+        body that is not JSON, a vendor error marked retryable) is raised ``transient``."""
+        try:
+            # The rate is taken inside the concurrency slot, right before the send: a slot
+            # taken earlier would be spent late, in a bunch with others.
+            async with self._semaphore:
+                self.stats.throttled_s += await self.limiter.acquire()
+                self.stats.requests += 1
+                try:
+                    response = await self._client.request(method, path, **kwargs)
+                finally:
+                    self.limiter.release()
+        except httpx.TimeoutException as exc:
+            raise _transient(
+                VendorHTTPError(self.vendor, endpoint, "timeout", f"no answer in time ({type(exc).__name__})")
+            ) from None
+        except httpx.TransportError as exc:
+            raise _transient(
+                VendorHTTPError(self.vendor, endpoint, "connection", f"{type(exc).__name__}: {exc}")
+            ) from None
+        status = response.status_code
+        self.stats.statuses[str(status)] = self.stats.statuses.get(str(status), 0) + 1
+        if status == 429 or status >= 500:
+            error = VendorHTTPError(self.vendor, endpoint, status, response.reason_phrase or "server error")
+            raise _transient(error, retry_after_seconds(response))
+        if status in (401, 403) and self.auth_hint is not None:
+            raise VendorAuthError(self.vendor, endpoint, status, "credentials rejected", self.auth_hint)
+        body = response.content
+        try:
+            payload = json.loads(body)  # bytes: decoded as UTF-8, or raises
+        except ValueError as exc:
+            raise _transient(
+                VendorResponseError(
+                    self.vendor,
+                    endpoint,
+                    f"HTTP {status}",
+                    f"the body is not valid JSON ({exc}; {len(body)} bytes)",
                 )
-            except httpx.TransportError as exc:
-                last = VendorHTTPError(self.vendor, endpoint, "connection", f"{type(exc).__name__}: {exc}")
-            else:
-                status = response.status_code
-                self.stats.statuses[str(status)] = self.stats.statuses.get(str(status), 0) + 1
-                if status == 429 or status >= 500:
-                    retry_after = retry_after_seconds(response)
-                    last = VendorHTTPError(
-                        self.vendor, endpoint, status, response.reason_phrase or "server error"
-                    )
-                elif status in (401, 403) and self.auth_hint is not None:
-                    raise VendorAuthError(
-                        self.vendor, endpoint, status, "credentials rejected", self.auth_hint
-                    )
-                else:
-                    try:
-                        body = response.content
-                        payload = json.loads(body)  # bytes: decoded as UTF-8, or raises
-                    except ValueError as exc:
-                        last = VendorResponseError(
-                            self.vendor,
-                            endpoint,
-                            f"HTTP {status}",
-                            f"the body is not valid JSON ({exc}; {len(response.content)} bytes)",
-                        )
-                    else:
-                        try:
-                            if check is not None:
-                                check(payload)
-                            elif status >= 400:
-                                raise VendorHTTPError(self.vendor, endpoint, status, response.reason_phrase)
-                        except VendorError as exc:
-                            if not exc.retryable:
-                                raise
-                            last = exc
-                        else:
-                            return Reply(payload, body)
-            if attempt < self.max_retries:
-                await asyncio.sleep(self._backoff(attempt, retry_after))
-        assert last is not None
-        raise last
+            ) from None
+        try:
+            if check is not None:
+                check(payload)
+            elif status >= 400:
+                raise VendorHTTPError(self.vendor, endpoint, status, response.reason_phrase)
+        except VendorError as exc:
+            if exc.retryable:
+                raise _transient(exc) from None
+            raise
+        return Reply(payload, body)
+
+
+def _transient(error: VendorError, retry_after: float | None = None) -> VendorError:
+    """Mark ``error`` worth another try (after ``retry_after`` seconds, when the vendor said)."""
+    error.transient = True  # type: ignore[attr-defined]
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
 
 
 class _Failed:
