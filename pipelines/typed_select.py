@@ -94,6 +94,17 @@ class Field:
     raw_column: str | None = None  # json_text: the column keeping the text that never decodes
     element: bool = False  # read from each element of ``rows_from``, not from the record
 
+    def __post_init__(self) -> None:
+        # What the SQL generation supports; anything else is a mistake in a field list.
+        if self.default is not None and self.kind not in _INTS:
+            raise ValueError(f"{self.column}: a default stands in for integer fields only")
+        if self.raw_column is not None and self.kind != "json_text":
+            raise ValueError(f"{self.column}: raw_column is for json_text fields")
+        if self.trim is not None and self.kind != "text":
+            raise ValueError(f"{self.column}: trim is for text fields")
+        if self.element and self.kind not in ("text", *_INTS, "local_ts", "iso_ts", "epoch_ms"):
+            raise ValueError(f"{self.column}: a {self.kind} field cannot be read from an element")
+
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.column, self.raw_column) if self.raw_column else (self.column,)

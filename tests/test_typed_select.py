@@ -312,3 +312,19 @@ def test_the_guarded_select_rejects_each_bad_field_by_name(stage: psycopg.Connec
     except psycopg.errors.DataError:
         return
     assert fast == guarded
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        (dict(kind="text", default="vdn_id"), "integer fields only"),
+        (dict(kind="text", raw_column="x_raw"), "json_text"),
+        (dict(kind="int", trim=" "), "text fields"),
+        (dict(kind="text_array", element=True), "element"),
+    ],
+)
+def test_a_field_the_generator_cannot_serve_is_refused(field: dict, problem: str) -> None:
+    from pipelines.typed_select import Field
+
+    with pytest.raises(ValueError, match=problem):
+        Field("x", "x", **field)
