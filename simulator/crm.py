@@ -29,6 +29,22 @@ window's total and any page are arithmetic (O(page)). Calls after the clock's no
 yet. Agents: call ``i`` of day ``d`` belongs to ``agent_ids[perm_d[i % n]]`` for a per-day
 permutation, so an agent's calls are an arithmetic progression within a day.
 
+Faults beyond the generic ones (``simulator.common``), armed per endpoint:
+
+- "envelope": ``500 系统繁忙``; "drift": ``createTime`` as epoch milliseconds, ``spNumber`` a number.
+- "empty": the vendor lost the data: ``/v1/callLogs`` and ``/v1/callLogs/search`` answer code
+  200 with an empty ``list`` and ``total`` 0, ``/v1/callLogs/view`` and ``/v1/hangupReasons`` an
+  empty ``data``.
+- "poison": the middle record of the page (position ``len // 2``; the one call of ``/view``)
+  carries ``Fault.variant``: "nul" and "surrogate" append ``\\u0000`` or ``\\ud800`` to its
+  ``customerName`` (a name stands in where it was null), "bignum" makes its ``duration``
+  ``1e999999``. The body stays valid JSON text.
+
+Vendor-side deletions: a call whose ``id`` is in ``state.deleted_ids("crm")`` is no longer
+returned by any endpoint; ``total`` drops by one and later calls move up a position, as a real
+vendor's paging would. The page is still rendered directly: deleted positions of the window
+are computed from the few deleted ids, so a page stays O(page size + deletions).
+
 The ``callId`` (a UUID-shaped string) carries ``(d, i)`` masked by a seed-keyed hash, and its
 first 10 bytes are a keyed hash of ``(d, i)``: ``/view`` decodes and verifies it in O(1), and a
 made-up callId does not verify.
@@ -39,7 +55,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache, lru_cache
@@ -52,7 +68,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, json_response, rng, serve
+from simulator.common import POISON_VARIANTS, Fault, SimState, json_response, rng, serve
 
 VENDOR = "crm"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -689,6 +705,20 @@ class Window:
         pos -= self.n_mid * self.volume
         return self.d_s, self.volume - 1 - pos
 
+    def position(self, day: int, i: int) -> int | None:
+        """The position (0 = newest) of call ``i`` of ``day``, None when it is outside the window."""
+        if self.total == 0 or not 0 <= i < self.volume or not self.d_s <= day <= self.d_e:
+            return None
+        lowest = self.lo_s if day == self.d_s else 0
+        highest = self.hi_e if day == self.d_e else self.volume - 1
+        if not lowest <= i <= highest:
+            return None
+        if day == self.d_e:
+            return self.hi_e - i
+        if day > self.d_s:
+            return self.c_e + (self.d_e - 1 - day) * self.volume + self.volume - 1 - i
+        return self.c_e + self.n_mid * self.volume + self.volume - 1 - i
+
     def runs(self, first: int, last: int, newest_first: bool = True) -> list[tuple[int, range]]:
         """The calls at positions ``[first, last)`` as ``(day, indices)`` runs; positions count
         from the newest call, or from the oldest when not ``newest_first``."""
@@ -703,6 +733,83 @@ class Window:
             out.append((day, range(i, i - n, -1)))
             pos += n
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# what the vendor deleted, and the one record it garbles
+
+
+def deleted_calls(s: Settings, state: SimState) -> list[tuple[int, int]]:
+    """``(day, index)`` of every call the vendor has deleted; ids no call of ours carries are
+    ignored."""
+    out = []
+    for raw in state.deleted_ids(VENDOR):
+        if raw.isascii() and raw.isdigit():
+            day, i = divmod(int(raw), ID_DAY_FACTOR)
+            if i < s.volume:
+                out.append((day, i))
+    return out
+
+
+def live_segments(first: int, last: int, gone: Sequence[int]) -> list[tuple[int, int]]:
+    """The ranges ``[a, b)`` of positions that hold the live positions ``[first, last)`` once
+    the positions ``gone`` (sorted, distinct) are left out: what a vendor's offset paging
+    shows after deletions. ``last`` is at most the live total."""
+    q, k = first, 0
+    while k < len(gone) and gone[k] <= q:  # each deletion before q moves q one further
+        q += 1
+        k += 1
+    out = []
+    need = last - first
+    while need > 0:
+        n = min(need, (gone[k] if k < len(gone) else q + need) - q)
+        out.append((q, q + n))
+        need -= n
+        q += n
+        while k < len(gone) and gone[k] == q:
+            q += 1
+            k += 1
+    return out
+
+
+def _gone_positions(win: Window, calls: Iterable[tuple[int, int]], newest_first: bool) -> list[int]:
+    """The window positions of ``calls``, counted as ``Window.runs`` counts them."""
+    found = (win.position(day, i) for day, i in calls)
+    return sorted(p if newest_first else win.total - 1 - p for p in found if p is not None)
+
+
+def _window_runs(win: Window, first: int, last: int, gone: Sequence[int], newest_first: bool) -> list:
+    """The calls at live positions ``[first, last)`` as ``(day, indices)`` runs."""
+    if not gone:
+        return win.runs(first, last, newest_first)
+    return [run for a, b in live_segments(first, last, gone) for run in win.runs(a, b, newest_first)]
+
+
+_POISON_MARK = "@@poison@@"  # stands in for the poison until the JSON text is written
+_POISON_NAME = CUSTOMER_NAMES[3]  # where the poisoned record's customerName was null
+
+
+def _poisoned(
+    payload: object,
+    records: list[dict],
+    variant: str,
+    text_field: str = "customerName",
+    number_field: str = "duration",
+) -> Response:
+    """``payload`` as JSON text, the middle one of ``records`` (dicts inside it) carrying the
+    poison ``variant`` in ``text_field`` or, for "bignum", as ``number_field``. The poison is
+    put in as JSON text: a lone surrogate cannot be encoded to UTF-8 (the body keeps non-ASCII
+    characters as they are) and ``json.dumps`` writes no number beyond a float."""
+    mark = _POISON_MARK
+    if records:
+        record = records[len(records) // 2]
+        if variant == "bignum":
+            record[number_field] = mark
+            mark = json.dumps(mark)  # the quoted string gives way to a bare number
+        else:
+            record[text_field] = f"{record[text_field] or _POISON_NAME}{mark}"
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return _json_body(text.replace(mark, POISON_VARIANTS[variant]).encode())
 
 
 # --------------------------------------------------------------------------------------------
@@ -814,14 +921,24 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 page_num, page_size = _paging(s, q.get("pageNum"), q.get("pageSize"))
             except CrmError as exc:
                 return _error(exc)
+            if fault is not None and fault.mode == "empty":
+                return _page_body(s, (), page_num, page_size, 0)
             win = Window(s, start, min(end, now_local(s, now)))
+            # the set is read without its lock: in the normal case it is empty, and a page
+            # costs no more than before
+            gone = _gone_positions(win, deleted_calls(s, state), s.newest_first) if state.deleted else []
             first = (page_num - 1) * page_size
-            last = min(win.total, first + page_size)
-            runs = win.runs(first, last, s.newest_first)
-            total = win.total + s.total_skew
+            last = min(win.total - len(gone), first + page_size)
+            runs = _window_runs(win, first, last, gone, s.newest_first)
+            total = win.total - len(gone) + s.total_skew
             if fault is None:
                 return _page_body(s, runs, page_num, page_size, total)
-            items = [_drift(s, make_call(s, day, i)) for day, indices in runs for i in indices]
+            items = [make_call(s, day, i) for day, indices in runs for i in indices]
+            if fault.mode == "poison":
+                return _poisoned(
+                    envelope(_page_data(items, page_num, page_size, total)), items, fault.variant
+                )
+            items = [_drift(s, rec) for rec in items]
             return json_response(envelope(_page_data(items, page_num, page_size, total)))
 
         return await serve(state, VENDOR, "/v1/callLogs", request, handle)
@@ -841,15 +958,18 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 return _error(exc)
             found = decode_call_id(s.seed, raw)
             calls: list[tuple[int, int]] = []
-            if found is not None:
+            if found is not None and (fault is None or fault.mode != "empty"):
                 day, i = found
-                if i < s.volume:
+                if i < s.volume and not (state.deleted and found in deleted_calls(s, state)):
                     d_now, sec_now = _day_sec(now_local(s, now))
                     if (day, _offset(i, s.volume)) <= (d_now, sec_now):
                         calls.append(found)
-            if fault is None:
+            if fault is None or fault.mode == "empty":
                 return _ok_body(s, [(day, (i,)) for day, i in calls], detail=True)
-            return json_response(envelope([_drift(s, make_call(s, day, i, detail=True)) for day, i in calls]))
+            items = [make_call(s, day, i, detail=True) for day, i in calls]
+            if fault.mode == "poison":
+                return _poisoned(envelope(items), items, fault.variant)
+            return json_response(envelope([_drift(s, rec) for rec in items]))
 
         return await serve(state, VENDOR, "/v1/callLogs/view", request, handle)
 
@@ -861,22 +981,26 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 _check_sign(s, _query(request), state.clock.auth_now())
             except CrmError as exc:
                 return _error(exc)
-            if fault is not None:  # drift: ids as strings
+            mode = fault.mode if fault is not None else None
+            if mode == "drift":  # ids as strings
                 data = [{"id": str(rid), "name": name} for rid, name in HANGUP_REASONS]
+            elif mode == "empty":
+                data = []
             else:
                 data = [{"id": rid, "name": name} for rid, name in HANGUP_REASONS]
-            n = len(HANGUP_REASONS)
-            return json_response(
-                {
-                    "code": CODE_OK,
-                    "message": "OK",
-                    "visible": False,
-                    "exception": None,
-                    "paging": {"pageNum": 1, "pageSize": n, "total": n},
-                    "data": data,
-                    "extra": None,
-                }
-            )
+            n = len(data)
+            payload = {
+                "code": CODE_OK,
+                "message": "OK",
+                "visible": False,
+                "exception": None,
+                "paging": {"pageNum": 1, "pageSize": n, "total": n},
+                "data": data,
+                "extra": None,
+            }
+            if mode == "poison":  # a reason's name, or for "bignum" its id
+                return _poisoned(payload, data, fault.variant, text_field="name", number_field="id")
+            return json_response(payload)
 
         return await serve(state, VENDOR, "/v1/hangupReasons", request, handle)
 
@@ -899,17 +1023,30 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 page_num, page_size = _paging(s, body.get("pageNum"), body.get("pageSize"))
             except CrmError as exc:
                 return _error(exc)
+            if fault is not None and fault.mode == "empty":
+                return _page_body(s, (), page_num, page_size, 0, detail=True, ivr=True)
             total, calls = 0, []
             if agent in s.agent_ids:
                 end = now_local(s, now)
                 total, calls = _agent_calls(
-                    s, agent, end - timedelta(days=s.search_days), end, (page_num - 1) * page_size, page_size
+                    s,
+                    agent,
+                    end - timedelta(days=s.search_days),
+                    end,
+                    (page_num - 1) * page_size,
+                    page_size,
+                    deleted_calls(s, state) if state.deleted else (),
                 )
             total += s.total_skew
             if fault is None:
                 runs = [(day, (i,)) for day, i in calls]
                 return _page_body(s, runs, page_num, page_size, total, detail=True, ivr=True)
-            items = [_drift(s, make_call(s, day, i, detail=True, ivr=True)) for day, i in calls]
+            items = [make_call(s, day, i, detail=True, ivr=True) for day, i in calls]
+            if fault.mode == "poison":
+                return _poisoned(
+                    envelope(_page_data(items, page_num, page_size, total)), items, fault.variant
+                )
+            items = [_drift(s, rec) for rec in items]
             return json_response(envelope(_page_data(items, page_num, page_size, total)))
 
         return await serve(state, VENDOR, "/v1/callLogs/search", request, handle)
@@ -924,16 +1061,14 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
     )
 
 
-def _agent_calls(
-    s: Settings, agent: int, start: datetime, end: datetime, offset: int, limit: int
-) -> tuple[int, list[tuple[int, int]]]:
-    """An agent's calls in ``[start, end]``, newest first: (total, the page's (day, index))."""
+def _agent_days(s: Settings, agent: int, start: datetime, end: datetime) -> list[tuple[int, int, int, int]]:
+    """``(day, lowest, newest, count)`` of each day holding the agent's calls in ``[start, end]``,
+    newest day first: that day's calls are ``newest, newest - n, ...`` down to ``lowest``."""
     n = len(s.agent_ids)
     pos_of_agent = s.agent_ids.index(agent)
     d_s, sec_s = _day_sec(max(start, datetime(1970, 1, 1)))
     d_e, sec_e = _day_sec(end)
-    total = 0
-    out: list[tuple[int, int]] = []
+    out = []
     for day in range(d_e, d_s - 1, -1):  # at most search_days + 1 days
         lo = _first_index_at_or_after(sec_s, s.volume) if day == d_s else 0
         hi = _last_index_at_or_before(sec_e, s.volume) if day == d_e else s.volume - 1
@@ -942,10 +1077,36 @@ def _agent_calls(
             continue
         r = _agent_perm(s.seed, n, day).index(pos_of_agent)  # this agent's residue mod n
         top = hi - ((hi - r) % n)  # largest i <= hi with i % n == r
-        count = 0 if top < lo else (top - lo) // n + 1
-        # positions [total, total + count) of the overall newest-first list are this day's
-        want_from, want_to = max(offset, total), min(offset + limit, total + count)
-        for pos in range(want_from, want_to):
-            out.append((day, top - (pos - total) * n))
-        total += count
+        if top >= lo:
+            out.append((day, lo, top, (top - lo) // n + 1))
+    return out
+
+
+def _agent_calls(
+    s: Settings,
+    agent: int,
+    start: datetime,
+    end: datetime,
+    offset: int,
+    limit: int,
+    deleted: Sequence[tuple[int, int]] = (),
+) -> tuple[int, list[tuple[int, int]]]:
+    """An agent's calls in ``[start, end]`` but the ``deleted`` ones, newest first: (total, the
+    ``(day, index)`` of the page at ``offset``)."""
+    n = len(s.agent_ids)
+    days = _agent_days(s, agent, start, end)
+    base, gone = 0, []
+    for day, lo, top, count in days:  # the positions of the deleted calls in the agent's list
+        gone += [
+            base + (top - i) // n for d, i in deleted if d == day and lo <= i <= top and (top - i) % n == 0
+        ]
+        base += count
+    gone.sort()
+    total = base - len(gone)
+    out: list[tuple[int, int]] = []
+    for a, b in live_segments(offset, min(offset + limit, total), gone):
+        base = 0
+        for day, _lo, top, count in days:
+            out += [(day, top - (pos - base) * n) for pos in range(max(a, base), min(b, base + count))]
+            base += count
     return total, out

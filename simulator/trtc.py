@@ -44,7 +44,11 @@ hash of ``(seed, g)``. Quirks of the sample kept: ``offline`` (outside the docum
 with ``acceptTs == startCallTs``, ``totalUserNumber`` 0, the caller among ``callees`` and an
 ``endTs`` hours or days later; ``acceptTs`` 0 or absent for ``not_answer``; group calls only
 ``normal_end``. The "drift" fault sends ``startCallTs`` as a string and ``callees`` as one
-comma-joined string.
+comma-joined string. The "empty" fault answers 70011 for any valid query (a vendor that lost
+the window); "poison" puts ``Fault.variant`` into the middle record of the page (a string poison
+into ``roomId``, the number into ``totalUserNumber``). Deleted calls (``SimState.deleted``,
+``"trtc:<callId>"``) are no longer returned: ``totalNum`` drops and later pages start one
+record earlier, as the vendor's offset paging would.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, rng, serve
+from simulator.common import POISON_VARIANTS, Fault, SimState, rng, serve
 
 VENDOR = "trtc"
 ENDPOINT = "/v1/records/get_records_by_filter"
@@ -279,6 +283,48 @@ def _key(seed: int) -> bytes:
     return hashlib.blake2b(repr(("trtc", seed)).encode(), digest_size=32).digest()
 
 
+def _digest(seed: int, g: int) -> bytes:
+    return hashlib.blake2b(g.to_bytes(8, "big"), key=_key(seed), digest_size=32).digest()
+
+
+def _call_id(b: bytes) -> str:
+    h = b[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[b[8] & 3]}{h[17:20]}-{h[20:32]}"
+
+
+def call_id(seed: int, g: int) -> str:
+    """The callId of the call with global index ``g``."""
+    return _call_id(_digest(seed, g))
+
+
+@lru_cache(maxsize=256)
+def _deleted_ranks(
+    seed: int, volume: int, g_lo: int, g_hi: int, matches: tuple[int, ...], ids: frozenset[str]
+) -> tuple[int, ...]:
+    """Filtered ranks (see ``_filtered_before``) of the deleted calls with global index in
+    [g_lo, g_hi), ascending. A callId is a hash, so the window's ids are computed once per
+    window and deletion set (cached: every page of a walk shares the answer); with no deletion
+    nothing is computed at all."""
+    residues = frozenset(matches)
+    return tuple(
+        _filtered_before(g, matches)
+        for g in range(g_lo, g_hi)
+        if g % PERIOD in residues and call_id(seed, g) in ids
+    )
+
+
+def _physical(first: int, offset: int, deleted: tuple[int, ...]) -> int:
+    """The filtered rank of the ``offset``-th call still held, counting from rank ``first``:
+    every deleted rank at or before the candidate pushes it one further."""
+    k = first + offset
+    for d in deleted:  # ascending; deletions are few
+        if d <= k:
+            k += 1
+        else:
+            break
+    return k
+
+
 def start_ts(g: int, volume: int) -> int:
     """startCallTs of the call with global index ``g``."""
     d, i = divmod(g, volume)
@@ -308,9 +354,9 @@ def make_record(s: Settings, g: int, users: tuple[str, ...] | None = None) -> di
     """The call with global index ``g``."""
     users = users or _users(s.seed)
     call_type, result = _pattern(s.seed)[g % PERIOD]
-    b = hashlib.blake2b(g.to_bytes(8, "big"), key=_key(s.seed), digest_size=32).digest()
+    b = _digest(s.seed, g)
+    call_id = _call_id(b)
     h = b[:16].hex()
-    call_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[b[8] & 3]}{h[17:20]}-{h[20:32]}"
     # bytes 16.. drive the other fields (single bytes: cheaper than big-int arithmetic)
     start = start_ts(g, s.volume)
     n_users = len(users)
@@ -417,7 +463,34 @@ def _check_query(s: Settings, request: Request, now: float) -> None:
         raise TrtcError(E_PARAM, "contenttype 必须为 json")
 
 
-def _page(s: Settings, body: dict, now: float, drift: bool) -> Response:
+# Poison (fault mode "poison"): one record of the page carries a value that is valid JSON but
+# that PostgreSQL's jsonb refuses or cannot store. A marker is put into the record and swapped
+# for the raw JSON text after encoding (json.dumps can write neither a lone surrogate escape
+# nor a number out of float's range). Strings go into roomId (free text), the number into
+# totalUserNumber.
+_POISON_MARK = "\x01poison\x01"
+
+
+def _poison(rec: dict, variant: str) -> None:
+    if variant == "bignum":
+        rec["totalUserNumber"] = _POISON_MARK
+    else:
+        rec["roomId"] = f"room{_POISON_MARK}{rec['roomId']}"
+
+
+def _encode(payload: dict, variant: str | None) -> bytes:
+    text = json.dumps(payload, ensure_ascii=False)
+    if variant is not None:
+        mark = json.dumps(_POISON_MARK)[1:-1]  # as json.dumps escapes it
+        if variant == "bignum":
+            mark = f'"{mark}"'
+        text = text.replace(mark, POISON_VARIANTS[variant], 1)
+    return text.encode()
+
+
+def _page(
+    s: Settings, body: dict, now: float, fault: Fault | None = None, deleted: frozenset[str] = frozenset()
+) -> Response:
     start = _int_field(body, "startTimestamp")
     if start <= 0:
         raise TrtcError(E_PARAM, "startTimestamp 为必填")
@@ -441,33 +514,45 @@ def _page(s: Settings, body: dict, now: float, drift: bool) -> Response:
     if call_type == "group" and not s.group_package:
         raise TrtcError(E_GROUP_PACKAGE)
 
+    mode = fault.mode if fault is not None else None
+    if mode == "empty":  # the vendor lost or forgot the window's calls
+        raise TrtcError(E_NO_RECORDS)
     now_i = int(now)
     lo = max(start, now_i - s.retention_s)
     hi = min(end, now_i)
     matches = _matches(s.seed, call_type, result)
     first = total = 0
+    gone: tuple[int, ...] = ()
     if lo <= hi and matches and s.volume > 0:
-        first = _filtered_before(count_until(lo - 1, s.volume), matches)
-        total = _filtered_before(count_until(hi, s.volume), matches) - first
+        g_lo, g_hi = count_until(lo - 1, s.volume), count_until(hi, s.volume)
+        first = _filtered_before(g_lo, matches)
+        total = _filtered_before(g_hi, matches) - first
+        if deleted and total > 0:
+            gone = _deleted_ranks(s.seed, s.volume, g_lo, g_hi, matches, deleted)
+            total -= len(gone)
     if total <= 0:
         raise TrtcError(E_NO_RECORDS)
 
     offset = (page - 1) * per_page
     n = max(0, min(per_page, total - offset))
     users = _users(s.seed)
-    records = [make_record(s, _kth_match(first + offset + k, matches), users) for k in range(n)]
-    if drift:
+    records = [
+        make_record(s, _kth_match(_physical(first, offset + k, gone), matches), users) for k in range(n)
+    ]
+    if mode == "drift":
         records = [_drift(r) for r in records]
+    variant = fault.variant if mode == "poison" and records else None
+    if variant is not None:
+        _poison(records[len(records) // 2], variant)
     more = offset + per_page < total
     next_page = (page + 1 if s.page_semantics == "next" else page) if more else 0
-    return _answer(
-        {
-            "errorCode": OK,
-            "errorMessage": "Success",
-            "requestId": _request_id(),
-            "data": {"totalNum": total, "page": next_page, "callRecordList": records},
-        }
-    )
+    payload = {
+        "errorCode": OK,
+        "errorMessage": "Success",
+        "requestId": _request_id(),
+        "data": {"totalNum": total, "page": next_page, "callRecordList": records},
+    }
+    return Response(_encode(payload, variant), media_type="application/json")
 
 
 def build_app(settings: Settings, state: SimState) -> Starlette:
@@ -490,7 +575,7 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 raise TrtcError(E_PARAM, "请求包体不是合法的 JSON") from None
             if not isinstance(body, dict):
                 raise TrtcError(E_PARAM, "请求包体必须为 JSON 对象")
-            return _page(settings, body, now, drift=fault is not None and fault.mode == "drift")
+            return _page(settings, body, now, fault, state.deleted_ids(VENDOR))
         except TrtcError as exc:
             return _error(exc.code, exc.message)
 

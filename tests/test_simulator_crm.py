@@ -766,3 +766,196 @@ def test_query_parameters_are_read_as_starlette_reads_them() -> None:
         for raw in (case.encode(), case.encode("latin-1", "replace")):
             request = Request({"type": "http", "query_string": raw, "headers": []})
             assert crm._query(request) == dict(request.query_params), raw
+
+
+# ---- a vendor that lost, deleted or garbled data --------------------------------------------
+
+
+def test_empty_fault_answers_no_records_on_every_endpoint(sim: Crm) -> None:
+    d = day_str(DAY)
+    for endpoint in ("/v1/callLogs", "/v1/callLogs/view", "/v1/hangupReasons", "/v1/callLogs/search"):
+        sim.state.faults.arm(endpoint, Fault(mode="empty", times=1))
+    body = sim.logs(f"{d} 00:00:00", f"{d} 23:59:59", pageSize=100)
+    assert body == {
+        "code": 200,
+        "message": "OK",
+        "visible": False,
+        "data": {"list": [], "pageNum": 1, "pageSize": 100, "total": 0, "paging": None},
+    }
+    assert sim.view(crm.call_id(7, DAY, 1)) == {"code": 200, "message": "OK", "visible": False, "data": []}
+    reasons = sim.reasons()
+    assert reasons["code"] == 200 and reasons["data"] == []
+    assert reasons["paging"] == {"pageNum": 1, "pageSize": 0, "total": 0}
+    search = sim.search({"masterUserId": 1003})
+    assert search["code"] == 200 and search["data"]["list"] == [] and search["data"]["total"] == 0
+    # used up: the vendor has its data again
+    assert sim.logs(f"{d} 00:00:00", f"{d} 23:59:59")["data"]["total"] == 500
+    assert len(sim.view(crm.call_id(7, DAY, 1))["data"]) == 1
+    assert len(sim.reasons()["data"]) == 18
+    assert sim.search({"masterUserId": 1003})["data"]["total"] > 0
+
+
+def test_empty_fault_still_checks_the_signature(sim: Crm) -> None:
+    sim.state.faults.arm("/v1/callLogs", Fault(mode="empty", times=-1))
+    r = sim.client.get(
+        "/v1/callLogs",
+        params={
+            **sim.auth(secret="wrong"),
+            "startTime": "2026-11-19 00:00:00",
+            "endTime": "2026-11-19 23:59:59",
+        },
+    )
+    assert r.json()["code"] == crm.CODE_SIGN
+
+
+POISON_TEXT = {
+    "nul": ("\x00", '\\u0000"'),
+    "surrogate": ("\ud800", '\\ud800"'),
+    "bignum": (None, ":1e999999,"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(POISON_TEXT))
+def test_poison_garbles_the_middle_record_of_a_call_log_page(sim: Crm, variant: str) -> None:
+    d = day_str(DAY)
+    params = {**sim.auth(), "startTime": f"{d} 00:00:00", "endTime": f"{d} 23:59:59", "pageSize": 100}
+    normal = sim.client.get("/v1/callLogs", params=params).json()["data"]["list"]
+    sim.state.faults.arm("/v1/callLogs", Fault(mode="poison", variant=variant))
+    r = sim.client.get("/v1/callLogs", params=params)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    char, text = POISON_TEXT[variant]
+    assert r.content.count(text.encode()) == 1  # written as JSON text, exactly once
+    body = json.loads(r.content)  # valid JSON: a vendor's body would be
+    assert body["code"] == 200 and body["data"]["total"] == 500
+    page = body["data"]["list"]
+    assert len(page) == 100
+    bad = page[50]
+    if char is None:
+        assert bad["duration"] == float("inf")  # what Python makes of 1e999999
+        assert {**bad, "duration": normal[50]["duration"]} == normal[50]
+    else:
+        name = normal[50]["customerName"] or crm.CUSTOMER_NAMES[3]
+        assert bad["customerName"] == name + char
+        assert {**bad, "customerName": normal[50]["customerName"]} == normal[50]
+    assert page[:50] + page[51:] == normal[:50] + normal[51:]
+    assert sim.client.get("/v1/callLogs", params=params).json()["data"]["list"] == normal  # used up
+
+
+@pytest.mark.parametrize("variant", sorted(POISON_TEXT))
+def test_poison_on_view_search_and_hangup_reasons(sim: Crm, variant: str) -> None:
+    char, text = POISON_TEXT[variant]
+    for endpoint in ("/v1/callLogs/view", "/v1/callLogs/search", "/v1/hangupReasons"):
+        sim.state.faults.arm(endpoint, Fault(mode="poison", variant=variant))
+    view = sim.client.get("/v1/callLogs/view", params={**sim.auth(), "callId": crm.call_id(7, DAY, 3)})
+    search = sim.client.post("/v1/callLogs/search", params=sim.auth(), json={"masterUserId": 1003})
+    reasons = sim.client.get("/v1/hangupReasons", params=sim.auth())
+    for r in (view, search):
+        assert r.content.count(text.encode()) == 1
+    viewed = json.loads(view.content)["data"][0]
+    listed = json.loads(search.content)["data"]["list"]
+    reason = json.loads(reasons.content)["data"][9]  # the middle one of 18
+    if char is None:
+        assert viewed["duration"] == listed[10]["duration"] == float("inf")
+        assert reasons.content.count(b'"id":1e999999,') == 1 and reason["id"] == float("inf")
+    else:
+        assert viewed["customerName"].endswith(char) and listed[10]["customerName"].endswith(char)
+        assert reasons.content.count(text.encode()) == 1 and reason["name"] == crm.HANGUP_REASONS[9][1] + char
+
+
+def test_deleted_calls_leave_every_page_and_later_calls_move_up(sim: Crm) -> None:
+    d = day_str(DAY)
+    window = (f"{d} 00:00:00", f"{d} 23:59:59")
+    full = sim.all_logs(*window)
+    # the newest call, the first of page 2 (at 100 a page), three in a row, the oldest
+    gone = {full[0]["id"], full[100]["id"], full[300]["id"], full[301]["id"], full[302]["id"], full[-1]["id"]}
+    other = {"isales:" + str(full[5]["id"]), "crm:not-a-number", f"crm:{(DAY - 9) * 10_000_000 + 4}"}
+    sim.state.deleted |= {f"crm:{i}" for i in gone} | other
+    expected = [c for c in full if c["id"] not in gone]
+    for size in (100, 7, 1):
+        assert sim.logs(*window, pageSize=size)["data"]["total"] == 494
+        assert sim.all_logs(*window, page_size=size) == expected
+    page2 = sim.logs(*window, pageNum=2, pageSize=100)["data"]["list"]
+    assert page2[0] == full[102]  # 101 is the first live call after page 1's 100
+    sim.state.deleted.clear()
+    assert sim.all_logs(*window) == full  # every call is back
+
+
+def test_a_deleted_call_is_gone_from_view_and_search(sim: Crm) -> None:
+    agent = 1003
+    calls = sim.search({"masterUserId": agent, "pageSize": 100})["data"]["list"]
+    total = sim.search({"masterUserId": agent})["data"]["total"]
+    victim = calls[3]
+    sim.state.deleted.add(f"crm:{victim['id']}")
+    assert sim.view(victim["callId"])["data"] == []
+    after = sim.search({"masterUserId": agent, "pageSize": 100})["data"]
+    assert after["total"] == total - 1
+    assert after["list"][:99] == [c for c in calls if c["id"] != victim["id"]]
+    assert sim.search({"masterUserId": agent, "pageNum": 2, "pageSize": 3})["data"]["list"][0] == calls[4]
+
+
+def test_window_position_is_the_inverse_of_at() -> None:
+    rnd = random.Random(11)
+    for volume in (1, 7, 500, 86_400):
+        s = crm.Settings(volume=volume)
+        for _ in range(30):
+            start = datetime(2026, 11, 1) + timedelta(seconds=rnd.randrange(10 * 86_400))
+            win = crm.Window(s, start, start + timedelta(seconds=rnd.randrange(4 * 86_400)))
+            for p in {0, win.total - 1, *(rnd.randrange(win.total) for _ in range(20))} if win.total else ():
+                assert win.position(*win.at(p)) == p
+            if win.total:
+                day, i = win.at(0)
+                assert win.position(day + 1, 0) is None and win.position(day, volume) is None
+                oldest_day, oldest_i = win.at(win.total - 1)
+                assert win.position(oldest_day - 1, volume - 1) is None
+                if oldest_i > 0:
+                    assert win.position(oldest_day, oldest_i - 1) is None
+                if i < volume - 1:
+                    assert win.position(day, i + 1) is None
+
+
+def test_live_segments_skip_exactly_the_gone_positions() -> None:
+    rnd = random.Random(13)
+    for _ in range(2000):
+        n = rnd.randrange(0, 60)
+        gone = sorted(rnd.sample(range(n), rnd.randrange(0, n + 1))) if n else []
+        live = [p for p in range(n) if p not in set(gone)]
+        first = rnd.randrange(0, len(live) + 2)
+        last = min(len(live), first + rnd.randrange(0, 20))
+        segments = crm.live_segments(first, last, gone)
+        assert [p for a, b in segments for p in range(a, b)] == live[first:last]
+        assert all(b > a for a, b in segments)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"newest_first": False}, {"total_skew": 3, "volume": 200_000}],
+    ids=["defaults", "oldest-first", "skew-200k"],
+)
+def test_pages_after_deletions_are_the_reference_responses(settings: dict) -> None:
+    """The rendered fast path stays byte for byte the reference when calls are deleted."""
+    sim = Crm(**settings)
+    s = sim.settings
+    rnd = random.Random(17)
+    now = crm.now_local(s, NOW)
+    for start, end, size in window_pages(sim):
+        win = crm.Window(s, datetime.fromisoformat(start), min(datetime.fromisoformat(end), now))
+        every = [win.at(p) for p in range(min(win.total, 3000))] if s.newest_first else []
+        if not s.newest_first:
+            every = [win.at(win.total - 1 - p) for p in range(min(win.total, 3000))]
+        victims = set(rnd.sample(every, min(len(every), 12)))
+        if len(every) > 2 * size:  # deletions around a page boundary
+            victims |= {every[size - 1], every[size], every[size + 1]}
+        sim.state.deleted = {f"crm:{day * crm.ID_DAY_FACTOR + i}" for day, i in victims}
+        live = [c for c in every if c not in victims]
+        total = win.total - len(victims)
+        pages = max(1, -(-total // size))
+        for page in sorted({1, 2, 3, max(1, pages // 2), pages, pages + 1}):
+            r = sim.client.get(
+                "/v1/callLogs",
+                params={**sim.auth(), "startTime": start, "endTime": end, "pageNum": page, "pageSize": size},
+            )
+            first, last = (page - 1) * size, min(total, page * size)
+            if last > len(live):
+                continue  # beyond the part of a 200k-a-day window the oracle listed
+            expected = reference_page(s, live[first:last], page, size, total + s.total_skew)
+            assert r.content == expected, (start, page)

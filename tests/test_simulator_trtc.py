@@ -426,3 +426,86 @@ def test_env():
         "TRTC_ADMIN_IDENTIFIER": "administrator",
         "TRTC_TIMEZONE": "Asia/Shanghai",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 11: a vendor that forgets, serves what PostgreSQL cannot take, or deletes calls
+
+
+def test_empty_fault_answers_70011_for_a_window_full_of_calls():
+    api = Api()
+    body = {"startTimestamp": NOW - 3600, "numberPerPage": 10}
+    assert api.call(body)["data"]["totalNum"] > 0
+    api.state.faults.arm(trtc.ENDPOINT, Fault("empty", times=-1))
+    for page in (1, 2):
+        a = api.call({**body, "page": page})
+        assert a["errorCode"] == 70011 and "data" not in a
+    # a malformed query is still refused as such, not answered "no records"
+    assert api.call({"numberPerPage": 10})["errorCode"] == 70402
+
+
+@pytest.mark.parametrize(
+    ("variant", "raw", "field"),
+    [
+        ("nul", "\\u0000", "roomId"),
+        ("surrogate", "\\ud800", "roomId"),
+        ("bignum", "1e999999", "totalUserNumber"),
+    ],
+)
+def test_poison_puts_one_bad_value_into_one_record_of_a_valid_body(variant, raw, field):
+    api = Api()
+    body = {"startTimestamp": NOW - 3600, "numberPerPage": 10}
+    clean = api.call(body)["data"]["callRecordList"]
+    api.state.faults.arm(trtc.ENDPOINT, Fault("poison", variant=variant))
+    r = api.post(body)
+    text = r.content.decode()
+    assert text.count(raw) == 1  # the raw JSON text, not an escaped backslash
+    payload = json.loads(text)  # still valid JSON, as a real vendor's body would be
+    recs = payload["data"]["callRecordList"]
+    assert [x["callId"] for x in recs] == [x["callId"] for x in clean]
+    bad = [i for i, (x, y) in enumerate(zip(recs, clean, strict=True)) if x != y]
+    assert len(bad) == 1
+    changed = {k for k in recs[bad[0]] if recs[bad[0]][k] != clean[bad[0]][k]}
+    assert changed == {field}
+    if variant == "bignum":
+        assert recs[bad[0]][field] == float("inf")
+    else:
+        assert {"nul": "\x00", "surrogate": "\ud800"}[variant] in recs[bad[0]][field]
+    assert api.call(body)["data"]["callRecordList"] == clean  # one use only
+
+
+def test_deleted_calls_are_gone_and_pages_shift_like_the_vendors():
+    api = Api()
+    body = {"startTimestamp": NOW - 2 * 3600, "endTimestamp": NOW - 1, "numberPerPage": 10}
+    before, answers = api.walk(body)
+    total = answers[0]["data"]["totalNum"]
+    assert len(before) == total > 30
+    # one call on page 1, one on page 3's boundary, one outside the window
+    gone = [before[3]["callId"], before[20]["callId"]]
+    outside = api.call({"startTimestamp": NOW - 5 * 3600, "endTimestamp": NOW - 4 * 3600})
+    api.state.deleted.update(f"trtc:{c}" for c in [*gone, outside["data"]["callRecordList"][0]["callId"]])
+    after, answers = api.walk(body)
+    assert answers[0]["data"]["totalNum"] == total - 2
+    assert [r["callId"] for r in after] == [r["callId"] for r in before if r["callId"] not in gone]
+    # page 2 starts with the record that followed page 1's last one (one more than before)
+    p2 = api.call({**body, "page": 2})["data"]["callRecordList"]
+    assert p2[0]["callId"] == before[11]["callId"]
+    # a filter sees the deletion too, and the vendor's deletions can be undone
+    result = before[3]["callResult"]
+    one = api.call({**body, "callResult": result})["data"]["totalNum"]
+    api.state.deleted.clear()
+    assert api.call({**body, "callResult": result})["data"]["totalNum"] == one + 1
+    assert api.walk(body)[0] == before
+
+
+def test_deleting_every_call_of_a_window_answers_70011():
+    api = Api()
+    body = {"startTimestamp": NOW - 600, "endTimestamp": NOW - 1}
+    recs = api.call(body)["data"]["callRecordList"]
+    api.state.deleted.update(f"trtc:{r['callId']}" for r in recs)
+    assert api.call(body)["errorCode"] == 70011
+
+
+def test_call_id_matches_the_record():
+    s = trtc.Settings()
+    assert all(trtc.call_id(s.seed, g) == trtc.make_record(s, g)["callId"] for g in range(0, 5000, 97))

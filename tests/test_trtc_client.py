@@ -30,6 +30,7 @@ from simulator.server import running
 
 TZ = ZoneInfo("Asia/Shanghai")
 WEEK = datetime(2026, 11, 9, tzinfo=TZ)  # a Monday
+END = WEEK + timedelta(days=7)
 DAY_S = 86_400
 PATH = "/v1/records/get_records_by_filter"
 # A day the vendor still holds by the wall clock (for tests that judge UserSigs by it).
@@ -171,29 +172,47 @@ def test_no_request_ever_spans_more_than_7_days(frozen, sim) -> None:  # noqa: A
     rec = Recording()
     walk(resource(sim.env()), WEEK, WEEK + timedelta(days=7), frozen, transport=rec)
     bodies = rec.bodies()
-    assert bodies and all(0 <= b["endTimestamp"] - b["startTimestamp"] < DAY_S for b in bodies)
-    # The days tile the week: [start, end - 1 s] each, in the partition's zone.
-    firsts = sorted({b["startTimestamp"] for b in bodies})
-    assert firsts == [int((WEEK + timedelta(days=d)).timestamp()) for d in range(7)]
+    # A week is one range, [start, end - 1 s], its pages 1..N.
+    assert {(b["startTimestamp"], b["endTimestamp"]) for b in bodies} == {
+        (int(WEEK.timestamp()), int((WEEK + timedelta(days=7)).timestamp()) - 1)
+    }
+    assert sorted(b["page"] for b in bodies) == list(range(1, len(bodies) + 1))
     with pytest.raises(ValueError, match="7-day"):
         plan.SubWindow(1_000_000, 1_000_000 + 7 * DAY_S + 1)
+    # A week that leaves daylight saving time is 7 days and an hour: two ranges, neither longer.
+    berlin = ZoneInfo("Europe/Berlin")
+    start, end = datetime(2026, 10, 19, tzinfo=berlin), datetime(2026, 10, 26, tzinfo=berlin)
+    p = plan.plan_pull(start, end, (start + timedelta(days=6)).timestamp())
+    assert p.edge is None and len(p.bulk) == 2
+    assert all(w.last_s - w.first_s <= 7 * DAY_S for w in p.bulk)
+    assert p.bulk[0].first_s == start.timestamp() and p.bulk[1].last_s == end.timestamp() - 1
+    assert p.bulk[1].first_s == p.bulk[0].last_s + 1
 
 
-def test_the_plan_skips_what_is_past_retention_and_days_not_begun() -> None:
+def test_the_plan_asks_for_all_the_vendor_holds_less_the_skew_and_not_what_has_not_begun() -> None:
     end = WEEK + timedelta(days=7)
-    # 9 days after the week began: the first 2 days and the margin are past retention.
+    # 9 days after the week began: its first 2 days and 30 s are past retention.
     now = (WEEK + timedelta(days=9)).timestamp()
-    p = plan.plan_pull(WEEK, end, now, margin_s=3600)
-    assert p.expired == (WEEK, WEEK + timedelta(days=2, hours=1))
-    assert p.requested == (WEEK + timedelta(days=2, hours=1), end)
-    assert len(p.sub_windows) == 5 and p.sub_windows[0].first_s == int(p.requested[0].timestamp())
+    p = plan.plan_pull(WEEK, end, now)
+    edge = WEEK + timedelta(days=2, seconds=plan.DEFAULT_SKEW_S)
+    assert p.expired == (WEEK, edge) and p.requested == (edge, end)
+    # The hour that expires next is its own range, asked for first; the rest is one range.
+    assert p.edge == plan.SubWindow(int(edge.timestamp()), int(edge.timestamp()) + plan.EDGE_S - 1)
+    assert p.bulk == (plan.SubWindow(p.edge.last_s + 1, int(end.timestamp()) - 1),)
+    assert p.sub_windows == (p.edge, *p.bulk)
+    # The skew is at most a minute.
+    assert plan.plan_pull(WEEK, end, now, skew_s=60).requested[0] == edge + timedelta(seconds=30)
+    with pytest.raises(ValueError, match="skew"):
+        plan.plan_pull(WEEK, end, now, skew_s=61)
     # The whole week gone: nothing is requested.
     gone = plan.plan_pull(WEEK, end, (end + timedelta(days=7)).timestamp())
     assert gone.sub_windows == () and gone.requested is None and gone.expired == (WEEK, end)
-    # The open week on its third day: days not begun are not asked for.
+    # The open week on its third day: one range, not near the edge.
     open_ = plan.plan_pull(WEEK, end, (WEEK + timedelta(days=2, hours=5)).timestamp())
-    assert open_.expired is None and len(open_.sub_windows) == 3
-    assert open_.requested == (WEEK, WEEK + timedelta(days=3))
+    assert open_.expired is None and open_.edge is None and open_.requested == (WEEK, end)
+    # A week not begun: nothing.
+    later = end + timedelta(days=7)
+    assert plan.plan_pull(later, later + timedelta(days=7), now).requested is None
 
 
 # -- paging -------------------------------------------------------------------------------
@@ -233,7 +252,31 @@ def test_no_records_70011_is_an_empty_window_not_an_error(simulator, frozen, sim
     simulator.settings["trtc"].volume = 0
     pull, records, client = walk(resource(sim.env()), WEEK, WEEK + timedelta(days=7), frozen)
     assert records == 0 and pull.complete and pull.api_total == 0
-    assert pull.stops() == {"70011": 7} and client.http.stats.requests == 7
+    assert pull.stops() == {"70011": 1} and client.http.stats.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("volume", "days_after_start", "minimum"),
+    [
+        (7, 6.5, 1),  # a young week of ~45 calls: one page
+        (30, 6.5, 2),  # ~195 calls: two pages
+        (7, 7.5, 1),  # near the retention edge: its hour is a range of its own
+        (30, 7.5, 2),
+    ],
+)
+def test_a_small_window_costs_at_most_the_paging_minimum_plus_one(
+    simulator, sim, volume: int, days_after_start: float, minimum: int
+) -> None:  # noqa: ANN001
+    simulator.settings["trtc"].volume = volume
+    now = (WEEK + timedelta(days=days_after_start)).timestamp()
+    simulator.state.clock.set(now=now, auth_wall=True)
+    pull, records, client = walk(resource(sim.env()), WEEK, WEEK + timedelta(days=7), now)
+    lo = max(int(WEEK.timestamp()), math.ceil(now - plan.RETENTION_S + plan.DEFAULT_SKEW_S))
+    hi = min(int(END.timestamp()) - 1, int(now))
+    held = simtrtc.count_until(hi, volume) - simtrtc.count_until(lo - 1, volume)
+    assert records == pull.api_total == held > 0 and pull.complete
+    assert math.ceil(held / 100) == minimum
+    assert client.http.stats.requests <= minimum + 1
 
 
 class Vendor(httpx.AsyncBaseTransport):
@@ -297,3 +340,102 @@ def test_paging_stop_conditions(vendor: Vendor, requests: int, stop: str, comple
     assert pull.stops() == {stop: 1}
     assert pull.complete is complete
     assert records == min(vendor.n, 100 if vendor.ignore_page else vendor.n)
+
+
+# -- the retention edge (issue 11) -----------------------------------------------------------
+
+
+class Hooked(Recording):
+    """The real network; ``after(body)`` runs once each answer has arrived."""
+
+    def __init__(self, after) -> None:  # noqa: ANN001
+        super().__init__()
+        self.after = after
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        self.after(json.loads(request.content))
+        return response
+
+
+EDGE_VOLUME = 8_640  # a call every 10 s: "seconds inside the edge" is a handful of calls
+
+
+def collect(res: TrtcResource, start: datetime, end: datetime, now: float, transport):  # noqa: ANN001, ANN201
+    """Like ``walk``, keeping every landed record's (startCallTs, callId)."""
+
+    async def go() -> tuple[Pull, list[tuple[int, str]], object]:
+        client = res.client(transport=transport)
+        pull = Pull(plan.plan_pull(start, end, now))
+        got: list[tuple[int, str]] = []
+        async with client.http:
+            async for page in client.pages(pull):
+                recs = json.loads(page.body)["data"]["callRecordList"]
+                got += [(int(r["startCallTs"]), r["callId"]) for r in recs]
+        return pull, got, client
+
+    return asyncio.run(go())
+
+
+def _edge_walk(simulator, sim, step_s: float):  # noqa: ANN001, ANN202
+    """Day 1 of WEEK, 7 days and 2 hours after it began (its first 2 hours are past retention).
+    Every answer moves the vendor's clock ``step_s`` on, so calls expire between pages."""
+    simulator.settings["trtc"].volume = EDGE_VOLUME
+    now = (WEEK + timedelta(days=7, hours=2)).timestamp()
+    clock = simulator.state.clock
+    clock.set(now=now, auth_wall=True)
+    hook = Hooked(lambda body: clock.set(now=clock.now() + step_s, auth_wall=True))
+    pull, got, client = collect(resource(sim.env()), WEEK, WEEK + timedelta(days=1), now, hook)
+    day = [
+        (simtrtc.start_ts(g, EDGE_VOLUME), simtrtc.call_id(simtrtc.Settings().seed, g))
+        for g in range(
+            simtrtc.count_until(int(WEEK.timestamp()) - 1, EDGE_VOLUME),
+            simtrtc.count_until(int((WEEK + timedelta(days=1)).timestamp()) - 1, EDGE_VOLUME),
+        )
+    ]
+    return now, pull, got, client, hook, day
+
+
+def test_calls_seconds_inside_the_retention_edge_are_loaded(simulator, sim) -> None:  # noqa: ANN001
+    now, pull, got, client, hook, day = _edge_walk(simulator, sim, step_s=0)
+    cutoff = now - plan.RETENTION_S + plan.DEFAULT_SKEW_S
+    # Everything the vendor holds from 30 s inside its retention on, the calls 30-40 s inside
+    # included, each once; nothing older was asked for.
+    assert sorted(got) == [c for c in day if c[0] >= cutoff]
+    assert sorted(got)[0][0] < cutoff + 10 and pull.complete and pull.api_total == len(got)
+    assert min(b["startTimestamp"] for b in hook.bodies()) == math.ceil(cutoff)
+    # The edge hour went first, split into one-page slices after one look at its size.
+    first = hook.bodies()[0]
+    assert (first["startTimestamp"], first["endTimestamp"]) == (pull.plan.edge.first_s, pull.plan.edge.last_s)
+    assert pull.splits == 1 and pull.plan.edge.seconds == plan.EDGE_S
+    slices = [b for b in hook.bodies()[1:] if b["endTimestamp"] <= pull.plan.edge.last_s]
+    assert len(slices) == 5 and all(b["page"] == 1 for b in slices)
+    # 360 edge calls in 1 + 5 requests, the others in as many pages as they fill.
+    bulk = [c for c in day if c[0] > pull.plan.edge.last_s]
+    assert client.http.stats.requests == 1 + 5 + math.ceil(len(bulk) / 100)
+
+
+def test_calls_expiring_between_pages_leave_no_gap(simulator, sim) -> None:  # noqa: ANN001
+    # 20 s of vendor time per answer: the oldest calls expire while the edge is walked. Each
+    # slice is one atomic answer, so what lands is every call from some second on, none
+    # skipped, none twice; and only calls the vendor really let go of are missing.
+    now, pull, got, client, hook, day = _edge_walk(simulator, sim, step_s=20)
+    got.sort()
+    assert len(set(got)) == len(got) and pull.complete
+    assert got == [c for c in day if c[0] >= got[0][0]]
+    requests_before_the_edge_was_done = 1 + 5
+    assert got[0][0] <= now - plan.RETENTION_S + 20 * requests_before_the_edge_was_done
+    assert simulator.state.clock.now() > now + 20 * 70  # the clock did move throughout
+
+
+def test_a_count_that_drops_mid_walk_makes_the_walk_incomplete(simulator, frozen, sim) -> None:  # noqa: ANN001
+    # The vendor deletes a call of page 1 while pages 2..N are fetched: their offsets shift
+    # one on, so one call would go unseen. The walk says so: no row may be marked gone.
+    def after(body: dict) -> None:
+        if body["page"] == 1:
+            first = simtrtc.count_until(body["startTimestamp"] - 1, 500)
+            simulator.state.deleted.add(f"trtc:{simtrtc.call_id(simtrtc.Settings().seed, first)}")
+
+    pull, records, client = walk(resource(sim.env()), WEEK, END, frozen, transport=Hooked(after))
+    assert not pull.complete and pull.stops() == {"count dropped": 1}
+    assert records == pull.api_total - 1  # one call skipped: the walk must not count as whole

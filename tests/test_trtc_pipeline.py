@@ -30,12 +30,18 @@ DAY_S = 86_400
 PATH = "/v1/records/get_records_by_filter"
 
 
-def run(res: dict, partition_key: str = WEEK_KEY, instance: DagsterInstance | None = None):  # noqa: ANN201
+def run(
+    res: dict,
+    partition_key: str = WEEK_KEY,
+    instance: DagsterInstance | None = None,
+    raise_on_error: bool = True,
+):  # noqa: ANN201
     return materialize(
         trtc.ASSETS,
         partition_key=partition_key,
         resources=res,
         instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
     )
 
 
@@ -75,7 +81,8 @@ def test_loads_a_week_typed_with_callees_and_unknown_results_listed(simulator, r
     expected = calls_between(500, WEEK.timestamp(), (WEEK + timedelta(days=6, hours=12)).timestamp() + 1)
     assert meta["api_total"] == meta["rows_landed"] == meta["dagster/row_count"] == expected
     assert meta["complete_pull"] is True and meta["not_fetched_past_retention"] == "none"
-    assert meta["requests"] == meta["pages"] == sum(-(-n // 100) for n in _day_totals(500))
+    # the week is one range: as few requests as 100-call pages allow
+    assert meta["requests"] == meta["pages"] == -(-expected // 100) and meta["request_windows"] == 1
     outcome = checks(result)
     assert all(
         outcome[c]
@@ -121,18 +128,28 @@ def test_loads_a_week_typed_with_callees_and_unknown_results_listed(simulator, r
     assert unknown == {"call_result": {"offline": offline}}
 
 
-def _day_totals(volume: int) -> list[int]:
-    now = (WEEK + timedelta(days=6, hours=12)).timestamp()
-    out = []
-    for d in range(7):
-        a = (WEEK + timedelta(days=d)).timestamp()
-        b = min((WEEK + timedelta(days=d + 1)).timestamp(), now + 1)
-        out.append(calls_between(volume, a, b))
-    return out
-
-
 def _first_g() -> int:
     return simtrtc.count_until(int(WEEK.timestamp()) - 1, 500)
+
+
+def test_the_first_pull_of_a_week_loads_calls_seconds_inside_the_retention_edge(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    # The vendor's clock set so that call g is 31 s inside its 7-day retention (the call before
+    # it, ~3 min older, has expired): the first pull of the week loads g and every later call.
+    g = _first_g() + 1000  # on the week's third day
+    t = simtrtc.start_ts(g, 500)
+    clock.set(datetime.fromtimestamp(t + plan.RETENTION_S - 31, UTC))
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    seed = simulator.settings["trtc"].seed
+    held = {simtrtc.call_id(seed, k) for k in range(g, simtrtc.count_until(int(END.timestamp()) - 1, 500))}
+    loaded = {r[0] for r in db.execute("SELECT call_id FROM core.fact_trtc_call")}
+    assert loaded == held and meta["complete_pull"] is True and meta["api_total"] == len(held)
+    edge = datetime.fromtimestamp(t - 31 + plan.DEFAULT_SKEW_S, TZ)
+    assert meta["requested_range"] == f"[{edge.isoformat()}, {END.isoformat()})"
+    # The edge hour (~20 calls) is one page, the rest one range: the paging minimum plus one.
+    assert meta["requests"] == -(-len(held) // 100) + 1
 
 
 def test_a_week_without_calls_is_a_success_with_no_rows(simulator, res, db) -> None:  # noqa: ANN001
@@ -140,7 +157,7 @@ def test_a_week_without_calls_is_a_success_with_no_rows(simulator, res, db) -> N
     result = run(res)
     meta = metadata(result, "core/fact_trtc_call")
     assert result.success and meta["rows_landed"] == 0 and meta["api_total"] == 0
-    assert meta["complete_pull"] is True and meta["walk_stops"] == {"70011": 7}
+    assert meta["complete_pull"] is True and meta["walk_stops"] == {"70011": 1}
     assert checks(result)["reconciles_with_api"] and checks(result)["no_rejects"]
     assert db.execute("SELECT count(*) FROM core.fact_trtc_call").fetchone()[0] == 0
 
@@ -178,7 +195,7 @@ def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritte
     # Ten days after the week began, the vendor holds only its last four days (and a half day
     # more than at the first run).
     clock.set(WEEK + timedelta(days=10))
-    edge = WEEK + timedelta(days=3, hours=1)  # retention (7 days) plus the 1 h margin
+    edge = WEEK + timedelta(days=3, seconds=plan.DEFAULT_SKEW_S)  # retention (7 days) less the skew
     before = db.execute(SNAPSHOT, (WEEK, edge)).fetchone()
     assert before[0] > 0
     _plant(db, "gone-before-the-edge", WEEK + timedelta(days=1))  # past retention: must stay
@@ -301,3 +318,108 @@ def test_the_pull_recency_check_warns_after_a_day_and_fails_before_data_expires(
         assert result.passed is passed
         if severity is not None:
             assert result.severity == severity
+
+
+# -- history (issue 11) ------------------------------------------------------------------------
+
+GONE = """
+SELECT (SELECT count(*) FROM core.fact_trtc_call), (SELECT count(_gone_at) FROM core.fact_trtc_call),
+       (SELECT count(*) FROM core.fact_trtc_call_callee), (SELECT count(_gone_at) FROM core.fact_trtc_call_callee),
+       (SELECT count(*) FROM raw.trtc_call)
+"""
+
+
+def test_a_call_the_vendor_deletes_is_kept_marked_gone_and_cleared_when_it_comes_back(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    run(res)
+    calls, _, callees, _, raw = db.execute(GONE).fetchone()
+    call_id, n_callees = db.execute(
+        "SELECT call_id, cardinality(callees) FROM core.fact_trtc_call WHERE call_result = 'normal_end'"
+        " AND call_type = 'group' ORDER BY started_at LIMIT 1"
+    ).fetchone()
+    assert n_callees >= 2
+    simulator.state.deleted.add(f"trtc:{call_id}")
+
+    second = run(res)
+    meta = metadata(second, "core/fact_trtc_call")
+    assert (
+        meta["rows_gone core.fact_trtc_call"] == 1
+        and meta["rows_gone core.fact_trtc_call_callee"] == n_callees
+    )
+    assert meta["complete_pull"] is True and checks(second)["no_mass_disappearance"]
+    # Every row is still there; the deleted call's, and only its, marked gone at that pull.
+    assert db.execute(GONE).fetchone() == (calls, 1, callees, n_callees, raw)
+    gone_at = db.execute(
+        "SELECT _gone_at FROM core.fact_trtc_call WHERE call_id = %s", (call_id,)
+    ).fetchone()[0]
+    fetched = db.execute("SELECT max(fetched_at) FROM raw.trtc_call").fetchone()[0]
+    assert gone_at == fetched  # the time of the pull that first missed it
+    assert db.execute(
+        "SELECT count(*), count(_gone_at) FROM core.fact_trtc_call_callee WHERE call_id = %s", (call_id,)
+    ).fetchone() == (n_callees, n_callees)
+    assert db.execute(
+        "SELECT count(*) FROM raw.trtc_call WHERE record->>'callId' = %s", (call_id,)
+    ).fetchone() == (1,)
+
+    simulator.state.deleted.clear()  # the vendor returns it again
+    third = run(res)
+    assert metadata(third, "core/fact_trtc_call")["rows_gone core.fact_trtc_call"] == 0
+    assert db.execute(GONE).fetchone() == (calls, 0, callees, 0, raw)
+
+
+def test_a_vendor_answering_70011_for_a_loaded_week_loses_nothing_and_the_check_fails(
+    clock, simulator, res, db
+) -> None:  # noqa: ANN001
+    run(res)
+    before = db.execute(GONE).fetchone()
+    calls, _, callees, _, _ = before
+    simulator.state.faults.arm(PATH, Fault("empty", times=-1))  # "no records", whatever is asked
+
+    result = run(res, raise_on_error=False)
+    assert not result.success  # the blocking check fails the run, after the commit
+    meta = metadata(result, "core/fact_trtc_call")
+    assert meta["rows_landed"] == 0 and meta["walk_stops"] == {"70011": 1} and meta["complete_pull"] is True
+    assert db.execute(GONE).fetchone() == before  # every row kept, none marked gone, raw whole
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "no_mass_disappearance"
+    )
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+    text = evaluation.description
+    window = f"[{WEEK.isoformat()}, {END.isoformat()})"
+    assert f"trtc core.fact_trtc_call {window}: the pull returned 0 of {calls} known rows" in text
+    assert f"trtc core.fact_trtc_call_callee {window}: the pull returned 0 of {callees} known rows" in text
+
+
+@pytest.mark.parametrize(
+    ("variant", "field"), [("nul", "roomId"), ("surrogate", "roomId"), ("bignum", "totalUserNumber")]
+)
+def test_a_record_postgres_cannot_take_is_rejected_alone_and_the_rest_lands(
+    clock, simulator, res, db, variant: str, field: str
+) -> None:  # noqa: ANN001
+    # The first answer (page 1 of the week: no part of it is near the retention edge) carries
+    # the poison in its middle record, the week's 51st call.
+    simulator.state.faults.arm(PATH, Fault("poison", variant=variant))
+    bad = simtrtc.make_record(simulator.settings["trtc"], _first_g() + 50)
+    result = run(res)
+    meta = metadata(result, "core/fact_trtc_call")
+    assert result.success and not checks(result)["no_rejects"]
+    rejects = db.execute(
+        "SELECT source_table, partition_key, record_key, reason, record FROM raw.rejects"
+    ).fetchall()
+    assert len({(r[2], r[3]) for r in rejects}) == 1
+    _, key, record_key, reason, record = rejects[0]
+    assert key == WEEK_KEY and record_key == f"1400000001:{bad['callId']}"
+    assert f"field '{field}'" in reason
+    assert bad["roomId"] not in reason and bad["caller"] not in reason and "999999" not in reason
+    assert record["callId"] == bad["callId"] and record["caller"] == bad["caller"]
+    # The rest of the page and of the week is in core; the poisoned call is not.
+    expected = calls_between(500, WEEK.timestamp(), clock.now + 1)
+    assert meta["api_total"] == expected
+    assert db.execute("SELECT count(*) FROM core.fact_trtc_call").fetchone()[0] == expected - 1
+    assert (
+        db.execute(
+            "SELECT count(*) FROM core.fact_trtc_call WHERE call_id = %s", (bad["callId"],)
+        ).fetchone()[0]
+        == 0
+    )

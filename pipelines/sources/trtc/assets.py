@@ -171,7 +171,7 @@ def trtc_call_records(context: AssetExecutionContext, trtc: TrtcResource, wareho
     started = time.monotonic()
     window = context.partition_time_window
     window_t = (window.start, window.end)
-    pull = Pull(plan.plan_pull(window.start, window.end, plan.vendor_now(), margin_s=trtc.retention_margin_s))
+    pull = Pull(plan.plan_pull(window.start, window.end, plan.vendor_now(), skew_s=trtc.retention_skew_s))
     if pull.plan.expired:
         context.log.warning(
             f"TRTC keeps calls 7 days: {_iso(pull.plan.expired)} of partition {context.partition_key} is past "
@@ -209,7 +209,8 @@ def trtc_call_records(context: AssetExecutionContext, trtc: TrtcResource, wareho
         "rows_kept_from_earlier_pulls": kept,
         "api_total": pull.api_total if pull.api_total is not None else "not reported",
         "complete_pull": complete,
-        "request_windows": len(pull.plan.sub_windows),
+        "request_windows": len(pull.windows),
+        "edge_splits": pull.splits,
         "walk_stops": MetadataValue.json(pull.stops()),
         **result.as_metadata(),
         **stats,

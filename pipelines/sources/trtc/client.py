@@ -7,9 +7,11 @@ UserSig, a credential: errors name the endpoint path only (``pipelines.http`` do
 Paging (seed 004, loosely documented): ``data.page > 0`` means "more, ask page + 1", 0 the
 last page; ``totalNum`` is the window's count. A window's walk stops on whichever comes first:
 70011 (no records), an empty or short page, ``page`` 0, ``totalNum`` reached, or a page that
-repeats the previous one (a server ignoring ``page``). Page 1 of every day is fetched
-concurrently; once ``totalNum`` is known, pages 2..N of all days go out concurrently through
-one rate limiter, so the client runs close to the vendor's 200 requests/s even under latency.
+repeats the previous one (a server ignoring ``page``). The part of a partition near the
+retention edge is fetched first, in time slices of one page each (``plan``); then page 1 of the
+rest (one range: a week fits the 7-day request limit) tells ``totalNum``, and pages 2..N go out
+concurrently through one rate limiter, so the client runs close to the vendor's 200 requests/s
+even under latency, in as few requests as the page size allows.
 
 The limiter (``pipelines.http.RateLimiter``) paces sends at ``rate_per_s`` (190), never more
 in any rolling second, and never lets more than ``limit_per_s`` (200) requests be in flight or
@@ -40,7 +42,7 @@ from pipelines.http import (
 from pipelines.loader import DEFAULT_MAX_GONE_SHARE
 from pipelines.settings import SettingError
 from pipelines.sources.trtc.paging import PageResult, Pull, WindowState, as_completed_bounded
-from pipelines.sources.trtc.plan import SubWindow
+from pipelines.sources.trtc.plan import DEFAULT_SKEW_S, MAX_SKEW_S, SubWindow
 from pipelines.sources.trtc.usersig import fresh_random, gen_usersig
 
 VENDOR = "Tencent TRTC"
@@ -53,6 +55,7 @@ VENDOR_LIMIT_PER_S = 200  # documented: "200 requests per second at most"
 DEFAULT_RATE_PER_S = 190.0
 PACE_BURST = 4  # tokens: up to ~16 ms of late wake-ups are caught up, 4 requests at once at most
 MAX_PAGES_PER_WINDOW = 100_000  # a walk longer than this is a paging bug, not data
+EDGE_FILL = 0.75  # edge slices aim at this share of a page
 
 OK = 0
 NO_RECORDS = 70011
@@ -209,40 +212,65 @@ class TrtcClient:
         return parse_page(reply)
 
     async def pages(self, pull: Pull) -> AsyncIterator[Page]:
-        """Every page of the plan's sub-windows, as the loader takes them."""
-        states = [WindowState(w, self.page_size) for w in pull.plan.sub_windows]
+        """Every page of the plan's ranges, as the loader takes them: the retention edge first,
+        in one-page time slices, then the other ranges by offset, all their pages at once."""
+        size = self.page_size
+        states: list[WindowState] = []
         pull.windows = states
         width = self.http.concurrency
 
-        async def fetch(item: tuple[int, int]) -> tuple[int, int, PageResult]:
-            i, page = item
-            return i, page, await self.fetch(states[i].window, page)
+        async def fetch(item: tuple[WindowState, int]) -> tuple[WindowState, int, PageResult]:
+            s, page = item
+            return s, page, await self.fetch(s.window, page)
 
-        # 1. page 1 of every day, concurrently: it tells each day's totalNum.
-        async for i, page, res in as_completed_bounded([(i, 1) for i in range(len(states))], fetch, width):
-            states[i].add(page, res)
+        # 0. The edge, before its calls expire. One request is one atomic answer, so a slice
+        # that fits one page is exact however many calls expire meanwhile; a fuller one is not
+        # landed but split in time (slices aimed at 3/4 of a page, so uneven density rarely
+        # needs a second split). A single second fuller than a page expires all at once: it is
+        # paged by offset with the rest.
+        todo = [WindowState(pull.plan.edge, size)] if pull.plan.edge else []
+        while todo:
+            split: list[SubWindow] = []
+            async for s, page, res in as_completed_bounded([(s, 1) for s in todo], fetch, width):
+                s.add(page, res)
+                if s.settle() is None and s.window.seconds > 1:
+                    pull.splits += 1
+                    n = math.ceil(res.total / (size * EDGE_FILL)) if res.total else 2
+                    split += s.window.slices(max(2, n))
+                    continue
+                states.append(s)
+                if res.records:
+                    yield Page(res.body, res.records, s.total)
+            todo = [WindowState(w, size) for w in sorted(split, key=lambda w: w.first_s)]
+        # 1. Page 1 of each other range (one, unless the partition is longer than 7 days): it
+        # tells totalNum, and a range that fits one page is done.
+        bulk = [WindowState(w, size) for w in pull.plan.bulk]
+        states.extend(bulk)
+        async for s, page, res in as_completed_bounded([(s, 1) for s in bulk], fetch, width):
+            s.add(page, res)
             if res.records:
-                yield Page(res.body, res.records, states[i].total)
-        # 2. the pages totalNum promises, every day's at once.
+                yield Page(res.body, res.records, s.total)
+        # 2. The pages totalNum promises, every walk's at once: as many in flight as a day
+        # split would have, without its extra partial pages.
         planned = [
-            (i, page)
-            for i, s in enumerate(states)
+            (s, page)
+            for s in states
             if s.settle() is None and s.total is not None
-            for page in range(2, math.ceil(s.total / self.page_size) + 1)
+            for page in range(s.last_page + 1, math.ceil(s.total / size) + 1)
         ]
-        async for i, page, res in as_completed_bounded(planned, fetch, width):
-            states[i].add(page, res)
+        async for s, page, res in as_completed_bounded(planned, fetch, width):
+            s.add(page, res)
             if res.records:
-                yield Page(res.body, res.records, states[i].total)
-        # 3. a day whose walk did not end (totalNum missing, or short of the truth): page on.
-        for i, s in enumerate(states):
+                yield Page(res.body, res.records, s.total)
+        # 3. A walk that did not end (totalNum missing, or short of the truth): page on.
+        for s in states:
             while s.settle() is None:
                 page = s.last_page + 1
                 if page > MAX_PAGES_PER_WINDOW:
                     raise VendorResponseError(
                         VENDOR, ENDPOINT, "paging", f"no last page after {page - 1} pages"
                     )
-                _, _, res = await fetch((i, page))
+                _, _, res = await fetch((s, page))
                 repeat = res.first_id is not None and res.first_id == s.seen[s.last_page].first_id
                 s.add(page, res)  # a repeat ends the walk in settle(); its records are not landed twice
                 if res.records and not repeat:
@@ -274,8 +302,10 @@ class TrtcResource(ConfigurableResource):
         description="TRTC_MAX_GONE_SHARE: the largest share of a window's rows one complete pull may mark gone",
     )
     page_size: int = Field(default=MAX_PAGE_SIZE, description="numberPerPage, at most 100")
-    retention_margin_s: int = Field(
-        default=3_600, description="Seconds before the vendor's 7-day retention edge that are not requested"
+    retention_skew_s: int = Field(
+        default=DEFAULT_SKEW_S,
+        description=f"Seconds at the vendor's 7-day retention edge that are not requested, for the "
+        f"difference between our clock and the vendor's (0..{MAX_SKEW_S})",
     )
     usersig_expire_s: int = Field(default=86_400, description="Lifetime of each generated UserSig")
     timeout_s: float = Field(default=30.0)

@@ -3,7 +3,10 @@ and a bounded fetcher that keeps the requests in flight constant.
 
 Stop conditions (seed 004 documents paging loosely), whichever comes first in page order:
 70011, an empty or short page, ``data.page`` 0, ``totalNum`` reached, or a page repeating the
-previous one (a server ignoring ``page``: the pull is then not complete, so nothing is pruned).
+previous one (a server ignoring ``page``: the pull is then not complete, so nothing is marked
+gone). A page reporting a smaller ``totalNum`` than page 1 means records vanished mid-walk
+(expired or deleted): offsets shifted and records may have been skipped, so that walk is not
+complete either ("count dropped"); one that grew only appended records.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class PageSeen:
     next_page: int | None
     first_id: object
     no_records: bool
+    total: int | None = None
 
 
 @dataclass
@@ -52,6 +56,7 @@ class WindowState:
     total: int | None = None
     seen: dict[int, PageSeen] = field(default_factory=dict)
     stop: str | None = None  # why the walk ended; None while it goes on
+    count_dropped: bool = False  # a later page reported fewer records than page 1
 
     @property
     def received(self) -> int:
@@ -64,7 +69,11 @@ class WindowState:
     def add(self, page: int, res: PageResult) -> None:
         if page == 1:
             self.total = res.total
-        self.seen[page] = PageSeen(res.records, res.next_page, res.first_id, res.no_records)
+            later = [p.total for n, p in self.seen.items() if n > 1 and p.total is not None]
+            self.count_dropped = res.total is not None and any(t < res.total for t in later)
+        elif self.total is not None and res.total is not None and res.total < self.total:
+            self.count_dropped = True
+        self.seen[page] = PageSeen(res.records, res.next_page, res.first_id, res.no_records, res.total)
 
     def settle(self) -> str | None:
         """The reason the walk is over, in page order, or None to ask for the next page."""
@@ -94,7 +103,9 @@ class WindowState:
     @property
     def complete(self) -> bool:
         reconciled = self.total is None or self.received >= self.total
-        return self.stop is not None and self.stop != "repeated page" and reconciled
+        return (
+            self.stop is not None and self.stop != "repeated page" and reconciled and not self.count_dropped
+        )
 
 
 @dataclass
@@ -102,7 +113,8 @@ class Pull:
     """A partition's pull: the plan and every sub-window's walk."""
 
     plan: PullPlan
-    windows: list[WindowState] = field(default_factory=list)
+    windows: list[WindowState] = field(default_factory=list)  # the walks whose records landed
+    splits: int = 0  # edge answers too full to be one page: split in time, their records not landed
 
     @property
     def api_total(self) -> int | None:
@@ -116,7 +128,8 @@ class Pull:
     def stops(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for w in self.windows:
-            out[str(w.stop)] = out.get(str(w.stop), 0) + 1
+            stop = "count dropped" if w.count_dropped else str(w.stop)
+            out[stop] = out.get(stop, 0) + 1
         return out
 
 
