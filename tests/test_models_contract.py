@@ -35,8 +35,9 @@ SPECS: list[SourceSpec] = [
     pushlog.PUSH_LOGS,
     trtc.CALLS,
 ]
-# Core tables no normalizer loads: the push types come from seed 001, loaded by migration 0004.
-STATIC = {"core.dim_push_type"}
+# Core tables no normalizer loads: the push types come from seed 001 (migration 0004); the
+# customer tables behind mart pseudonyms are written by their own assets (models/mart.py, on main).
+NOT_NORMALIZED = {"core.dim_push_type", "core.customer_identity", "core.customer_key"}
 TABLES = {qualified_name(t): t for t in models.metadata.sorted_tables}
 TARGETS = [t for spec in SPECS for t in spec.targets]
 
@@ -54,7 +55,8 @@ def test_every_core_table_is_loaded_by_a_normalizer_or_static() -> None:
     core = {name for name, t in TABLES.items() if t.schema == "core"}
     targeted = {t.table for t in TARGETS}
     assert targeted <= core
-    assert core - targeted == STATIC
+    assert core - targeted <= NOT_NORMALIZED
+    assert "core.dim_push_type" in core - targeted
 
 
 def test_a_normalizer_disagreeing_with_its_model_fails() -> None:
