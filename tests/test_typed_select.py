@@ -138,3 +138,193 @@ def test_a_body_that_is_not_utf8_fails_the_load_and_lands_nothing(
     assert db.execute("SELECT count(*) FROM core.fact_crm_call").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM raw.crm_call").fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM raw.rejects").fetchone()[0] == 0
+
+
+# -- every source: the two SELECTs agree, and the guarded one names what it rejects ---------
+
+PARAMS = {"tz": "Asia/Shanghai", "vdn_id": 1, "master_user_id": 1001, "sdk_app_id": 1400000001}
+DAY = 20_400  # 2025-11-08, days since 1970-01-01
+
+
+def _crm_calls(**kind: bool) -> list[dict]:
+    from simulator import crm
+
+    s = crm.Settings()
+    records = [crm.make_call(s, DAY, i, **kind) for i in range(300)]
+    # the drift forms the normalizer reads (spNumber as a number)
+    return records + [{**r, "spNumber": int(r["spNumber"])} for r in records[:20] if r.get("spNumber")]
+
+
+def _crm_hangup_reasons() -> list[dict]:
+    from simulator import crm
+
+    return [{"id": i, "name": n} for i, n in crm.HANGUP_REASONS] + [
+        {"id": str(i + 100), "name": n} for i, n in crm.HANGUP_REASONS
+    ]
+
+
+def _isales_calls() -> list[dict]:
+    from simulator import isales
+
+    logs = isales.CallLogs(isales.Settings(volume=300))
+    day = logs.day(1, DAY)
+    return [logs.record(1, day, i, drift) for i in range(300) for drift in (False, True)]
+
+
+def _isales_servers() -> list[dict]:
+    from simulator import isales
+
+    return [
+        {**r, "serverId": f"{r['serverId']}{vdn}"}
+        for vdn in (1, 2)
+        for r in isales.file_servers(isales.Settings(file_servers_per_vdn=15), vdn)
+    ]
+
+
+def _pushlogs() -> list[dict]:
+    from simulator import pushlog
+
+    data = pushlog.PushLogData(pushlog.Settings(volume=400))
+    lo = pushlog._day_start_ms("Asia/Shanghai", DAY)
+    return [json.loads(t) for t in data.page(lo, lo + 86_400_000, lo + 10 * 86_400_000, 0, 400, None)]
+
+
+def _trtc_calls() -> list[dict]:
+    from simulator import trtc
+
+    s = trtc.Settings()
+    records = [trtc.make_record(s, DAY * s.volume + g) for g in range(400)]
+    drift = [trtc._drift({**r, "callId": r["callId"] + "-d"}) for r in records[:40]]
+    return records + drift + [{k: v for k, v in r.items() if k != "sdkAppId"} for r in records[40:60]]
+
+
+def _sources() -> dict[str, tuple]:
+    """name -> (SourceSpec, its Fields per target or None, rows_from, clean records)."""
+    from pipelines.sources.crm import normalize as crm
+    from pipelines.sources.isales import normalize as isales
+    from pipelines.sources.pushlog import normalize as pushlog
+    from pipelines.sources.trtc import normalize as trtc
+
+    return {
+        "crm calls": (crm.CALL_LOGS, crm.CALL_FIELDS, None, _crm_calls),
+        "crm recordings": (
+            crm.RECORDINGS,
+            crm.RECORDING_FIELDS,
+            "callLogRecordFoundResponseList",
+            lambda: _crm_calls(detail=True),
+        ),
+        "crm hangup reasons": (crm.HANGUP_REASONS, crm.HANGUP_REASON_FIELDS, None, _crm_hangup_reasons),
+        "crm agent calls": (
+            crm.AGENT_CALLS,
+            crm.AGENT_CALL_FIELDS,
+            None,
+            lambda: _crm_calls(detail=True, ivr=True),
+        ),
+        "isales calls": (isales.API_CALLS, isales.API_CALL_FIELDS, None, _isales_calls),
+        "isales file servers": (isales.FILE_SERVERS, isales.FILE_SERVER_FIELDS, None, _isales_servers),
+        "push logs": (pushlog.PUSH_LOGS, pushlog.FIELDS, None, _pushlogs),
+        "trtc calls": (trtc.CALLS, trtc.CALL_FIELDS, None, _trtc_calls),
+    }
+
+
+SOURCES = list(_sources())
+
+
+def _fill_keyed(db: psycopg.Connection, records: list[dict]) -> None:
+    db.execute("TRUNCATE _stage_records")
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO _stage_records VALUES (%s, %s::jsonb)",
+            [(f"k{n:05d}", json.dumps(r)) for n, r in enumerate(records)],
+        )
+
+
+def _all_rows(db: psycopg.Connection, select: str) -> list[tuple]:
+    rows = db.execute(f"SELECT * FROM ({select}) n", PARAMS).fetchall()
+    return sorted(rows, key=repr)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_target_types_clean_simulator_records_alike_on_both_paths(
+    stage: psycopg.Connection, source: str
+) -> None:
+    spec, _, _, records = _sources()[source]
+    _fill_keyed(stage, records())
+    for target in spec.targets:
+        assert target.fast_select_sql is not None, target.table
+        fast = _all_rows(stage, target.fast_select_sql)
+        guarded = _all_rows(stage, target.select_sql)
+        assert fast == guarded, target.table
+        assert len(fast) >= 20, target.table  # the records really produced rows
+        assert [r[-1] for r in fast if r[-1] is not None] == [], target.table  # and were clean
+
+
+# A value each kind cannot take.
+BAD = {
+    "int": "north",
+    "smallint": 40_000,
+    "bigint": "12ab",
+    "local_ts": "2026-13-01 00:00:00",
+    "iso_ts": "yesterday",
+    "epoch_s": "soon",
+    "epoch_ms": "soon",
+    "text_array": {"not": "an array"},
+    "text": "",  # only a required text field rejects it
+}
+
+
+def _rejectable(source: str) -> list[tuple[str, object, bool]]:
+    """(JSON name, bad value, read from the row array's elements) of every field that rejects."""
+    _, fields, _, _ = _sources()[source]
+    out = []
+    for f in fields:
+        if getattr(f, "kind", "json_text") == "json_text" or (f.kind == "text" and not f.required):
+            continue
+        out.append((f.json, BAD[f.kind], f.element))
+    return out
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_guarded_select_rejects_each_bad_field_by_name(stage: psycopg.Connection, source: str) -> None:
+    _, fields, rows_from, records = _sources()[source]
+    from pipelines.typed_select import typed_select
+
+    clean = next(r for r in records() if not rows_from or r.get(rows_from))
+    bad_records = []
+    for name, value, element in _rejectable(source):
+        if element:
+            bad_records.append({**clean, rows_from: [{**e, name: value} for e in clean[rows_from]]})
+        else:
+            bad_records.append({**clean, name: value})
+    assert bad_records, source
+    _fill_keyed(stage, bad_records)
+    guarded = _all_rows(stage, typed_select(fields, fast=False, rows_from=rows_from))
+    reasons = {r[0]: r[-1] for r in guarded}
+    for n, (name, _, _) in enumerate(_rejectable(source)):
+        assert reasons[f"k{n:05d}"] is not None and reasons[f"k{n:05d}"].startswith(f"{name} "), (
+            name,
+            reasons,
+        )
+    # The fast one refuses the batch (the loader then falls back) or rejects the same.
+    try:
+        with stage.transaction():
+            fast = _all_rows(stage, typed_select(fields, fast=True, rows_from=rows_from))
+    except psycopg.errors.DataError:
+        return
+    assert fast == guarded
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        (dict(kind="text", default="vdn_id"), "integer fields only"),
+        (dict(kind="text", raw_column="x_raw"), "json_text"),
+        (dict(kind="int", trim=" "), "text fields"),
+        (dict(kind="text_array", element=True), "element"),
+    ],
+)
+def test_a_field_the_generator_cannot_serve_is_refused(field: dict, problem: str) -> None:
+    from pipelines.typed_select import Field
+
+    with pytest.raises(ValueError, match=problem):
+        Field("x", "x", **field)

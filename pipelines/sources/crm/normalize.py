@@ -1,4 +1,4 @@
-"""How CRM records become typed rows: SQL over ``_stage_records (record_key, rec)``.
+"""How CRM records become typed rows: the fields of each endpoint's records (pipelines/typed_select.py).
 
 The documented types are often wrong (VENDORS.md); these follow the samples: identifiers
 and phone numbers are text (``spNumber`` keeps its leading zero, ``callId`` is a UUID
@@ -9,8 +9,10 @@ rejects the record, naming the field, rather than being silently nulled.
 
 from __future__ import annotations
 
-from pipelines.loader import CoreTarget, SourceSpec
-from pipelines.typed_select import Field, typed_select
+from models import crm as models
+from pipelines.loader import SourceSpec
+from pipelines.schema import core_target
+from pipelines.typed_select import Field, Param
 
 CALL_FIELDS = (
     Field("id", "id", "bigint", required=True),
@@ -33,22 +35,21 @@ CALL_FIELDS = (
     Field("business_id", "businessId"),
     Field("business_log_type", "businessLogType", "smallint"),
 )
-CALL_COLUMNS = tuple(f.column for f in CALL_FIELDS)
 
 CALL_LOGS = SourceSpec(
     raw_table="raw.crm_call",
     records_path=("data", "list"),
     key_sql="rec->>'id'",
-    targets=(
-        CoreTarget(
-            table="core.fact_crm_call",
-            key=("id",),
-            columns=CALL_COLUMNS,
-            select_sql=typed_select(CALL_FIELDS, fast=False),
-            fast_select_sql=typed_select(CALL_FIELDS, fast=True),
-            time_column="created_at",
-        ),
-    ),
+    targets=(core_target(models.fact_crm_call, CALL_FIELDS, time_column="created_at"),),
+)
+
+# One row per recording: each element of callLogRecordFoundResponseList.
+RECORDING_FIELDS = (
+    Field("call_id", "callId"),
+    Field("record_url", "recordUrl", required=True, element=True),
+    Field("crm_call_id", "id", "bigint"),
+    Field("call_created_at", "createTime", "local_ts", required=True),
+    Field("channel_user_type", "channelUserType", "smallint"),
 )
 
 RECORDINGS = SourceSpec(
@@ -56,81 +57,40 @@ RECORDINGS = SourceSpec(
     records_path=("data",),
     key_sql="rec->>'callId'",
     targets=(
-        CoreTarget(
-            table="core.fact_crm_call_recording",
-            key=("call_id", "record_url"),
-            columns=("call_id", "record_url", "crm_call_id", "call_created_at", "channel_user_type"),
-            select_sql="""
-SELECT rec->>'callId' AS call_id,
-       r.rec_url AS record_url,
-       core.try_bigint(rec->'id') AS crm_call_id,
-       core.try_local_timestamp(rec->'createTime', %(tz)s) AS call_created_at,
-       core.try_smallint(rec->'channelUserType') AS channel_user_type,
-       s.record_key AS _record_key,
-       NULLIF(concat_ws('; ',
-         CASE WHEN core.try_local_timestamp(rec->'createTime', %(tz)s) IS NULL
-              THEN 'createTime missing or malformed' END,
-         CASE WHEN r.rec_url IS NULL THEN 'recordUrl missing' END,
-         CASE WHEN core.is_bad(rec->'channelUserType', core.try_smallint(rec->'channelUserType'))
-              THEN 'channelUserType is not an integer' END), '') AS _reject
-FROM _stage_records s
-CROSS JOIN LATERAL (
-  SELECT NULLIF(e->>'recordUrl', '') AS rec_url
-  FROM jsonb_array_elements(
-    CASE WHEN jsonb_typeof(rec->'callLogRecordFoundResponseList') = 'array'
-         THEN rec->'callLogRecordFoundResponseList' ELSE '[]'::jsonb END) AS e
-) r""",
+        core_target(
+            models.fact_crm_call_recording,
+            RECORDING_FIELDS,
+            rows_from="callLogRecordFoundResponseList",
             time_column="call_created_at",
         ),
     ),
+)
+
+# Trimmed with an explicit set: two names end with a tab.
+HANGUP_REASON_FIELDS = (
+    Field("id", "id", "int", required=True),
+    Field("name", "name", required=True, trim=" \t\r\n"),
 )
 
 HANGUP_REASONS = SourceSpec(
     raw_table="raw.crm_hangup_reason",
     records_path=("data",),
     key_sql="rec->>'id'",
-    targets=(
-        CoreTarget(
-            table="core.dim_crm_hangup_reason",
-            key=("id",),
-            columns=("id", "name"),
-            # btrim with an explicit set: two names end with a tab.
-            select_sql="""
-SELECT core.try_int(rec->'id') AS id,
-       btrim(rec->>'name', E' \\t\\r\\n') AS name,
-       s.record_key AS _record_key,
-       NULLIF(concat_ws('; ',
-         CASE WHEN core.try_int(rec->'id') IS NULL THEN 'id missing or not an integer' END,
-         CASE WHEN rec->>'name' IS NULL THEN 'name missing' END), '') AS _reject
-FROM _stage_records s""",
-            on_missing="mark_gone",
-        ),
-    ),
+    targets=(core_target(models.dim_crm_hangup_reason, HANGUP_REASON_FIELDS, on_missing="mark_gone"),),
+)
+
+AGENT_CALL_FIELDS = (
+    Field("id", "id", "bigint", required=True),
+    Param("master_user_id", "master_user_id", "bigint"),
+    Field("call_id", "callId"),
+    Field("created_at", "createTime", "local_ts"),
+    Field("ivr_duration", "ivrDuration", "int"),
 )
 
 AGENT_CALLS = SourceSpec(
     raw_table="raw.crm_agent_call",
     records_path=("data", "list"),
     key_sql="rec->>'id'",
-    targets=(
-        CoreTarget(
-            table="core.fact_crm_call_ivr",
-            key=("id",),
-            columns=("id", "master_user_id", "call_id", "created_at", "ivr_duration"),
-            select_sql="""
-SELECT core.try_bigint(rec->'id') AS id,
-       %(master_user_id)s::bigint AS master_user_id,
-       rec->>'callId' AS call_id,
-       core.try_local_timestamp(rec->'createTime', %(tz)s) AS created_at,
-       core.try_int(rec->'ivrDuration') AS ivr_duration,
-       s.record_key AS _record_key,
-       NULLIF(concat_ws('; ',
-         CASE WHEN core.try_bigint(rec->'id') IS NULL THEN 'id missing or not an integer' END,
-         CASE WHEN core.is_bad(rec->'ivrDuration', core.try_int(rec->'ivrDuration'))
-              THEN 'ivrDuration is not an integer' END), '') AS _reject
-FROM _stage_records s""",
-            # The search lists recent calls only: older rows are history, not deletions.
-            on_missing="keep",
-        ),
-    ),
+    # The search lists recent calls only: older rows are history, not deletions.
+    targets=(core_target(models.fact_crm_call_ivr, AGENT_CALL_FIELDS, on_missing="keep"),),
 )
