@@ -26,8 +26,6 @@ from dagster import (
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     asset,
     multi_asset,
 )
@@ -35,7 +33,9 @@ from psycopg import sql
 
 from models import mart as mart_models
 from pipelines import settings
+from pipelines.ingest import OWNERS
 from pipelines.mart import columns, identity, pii
+from pipelines.schema import table_metadata
 from pipelines.warehouse import WarehouseResource
 
 GROUP = "mart"
@@ -78,12 +78,6 @@ PHONE_LIKE = r"(^|[^0-9A-Za-z])(\+?86|0086)?(1[3-9][0-9]{9}|0[1-9][0-9]{8,10})($
 NOT_SCANNED = {("calls", "source_call_id")}
 
 
-def _table_schema(table) -> TableSchema:  # noqa: ANN001
-    return TableSchema(
-        columns=[TableColumn(c.name, type=str(c.type).lower(), description=c.comment) for c in table.columns]
-    )
-
-
 # ------------------------------------------------------------------------------------------
 # core/customer_identity
 
@@ -92,10 +86,11 @@ def _table_schema(table) -> TableSchema:  # noqa: ANN001
     key=IDENTITY_KEY,
     group_name=GROUP,
     kinds=KINDS,
+    owners=OWNERS,
     description="The operator's identity map (CUSTOMER_IDENTITY_FILE, CSV app_user_id,phone_number): links app "
     "user ids (TRTC) to phone numbers, so an app user gets the customer_key of their number. Replaced as a "
     "whole on each run; empty when no file is configured (the demo uses the shipped demo file).",
-    metadata={"dagster/column_schema": _table_schema(mart_models.customer_identity)},
+    metadata=table_metadata(mart_models.customer_identity),
     freshness_policy=FRESHNESS,
 )
 def customer_identity(
@@ -153,11 +148,12 @@ SET customer_key = EXCLUDED.customer_key, last4 = EXCLUDED.last4, key_id = EXCLU
     key=CUSTOMER_KEY_KEY,
     group_name=GROUP,
     kinds=KINDS,
+    owners=OWNERS,
     deps=[CRM_CALL, TRTC_CALL, IDENTITY_KEY],
     description="Every customer of mart.calls (CRM numbers; TRTC callers, through the identity map), with "
     "their customer_key: HMAC-SHA256 of the normalized number (or 'app:<user id>') under PII_HASH_KEY, computed in PostgreSQL with the key as a bound parameter; the key is never stored. "
     "Only new customers are hashed; a new key rewrites every row.",
-    metadata={"dagster/column_schema": _table_schema(mart_models.customer_key)},
+    metadata=table_metadata(mart_models.customer_key),
     freshness_policy=FRESHNESS,
 )
 def customer_key(warehouse: WarehouseResource, customers: pii.CustomersResource) -> MaterializeResult:
@@ -296,11 +292,12 @@ def _no_phone_numbers(conn: psycopg.Connection) -> AssetCheckResult:
             view_key(view),
             group_name=GROUP,
             kinds=KINDS,
+            owners=OWNERS,
             deps=deps,
             description=f"mart.{view} (a view): {columns.description(view)}",
             metadata={
                 "dagster/column_schema": columns.schema(view),
-                "dagster/relation_identifier": f"mart.{view}",
+                "dagster/table_name": f"mart.{view}",
             },
             freshness_policy=FRESHNESS,
         )
@@ -374,6 +371,7 @@ def kpi_summary(calls: pd.DataFrame, deliveries: int, succeeded: int) -> pd.Data
     key=KPI_KEY,
     group_name=GROUP,
     kinds={"postgres", "pandas"},
+    owners=OWNERS,
     deps=[view_key("calls"), view_key("push_delivery_daily")],
     partitions_def=reporting_daily,
     description="A reporting day's KPIs as metadata the UI plots across partitions: calls, answer rate, "

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 
+from models import crm
 from pipelines.http import bounded
 from pipelines.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks, one_page
+from pipelines.schema import table_metadata
 from pipelines.settings import int_list
 from pipelines.sources.crm import normalize
 from pipelines.sources.crm.client import CrmResource
@@ -116,6 +118,7 @@ AGENT_CALLS = Ingest(
 
 @asset(
     key=CALL_KEY,
+    metadata=table_metadata(crm.fact_crm_call),
     partitions_def=crm_daily,
     freshness_policy=FRESHNESS,
     check_specs=CALLS.check_specs(CALL_KEY),
@@ -130,6 +133,7 @@ def fact_crm_call(
 
 @asset(
     key=RECORDING_KEY,
+    metadata=table_metadata(crm.fact_crm_call_recording),
     deps=[CALL_KEY],
     partitions_def=crm_daily,
     freshness_policy=FRESHNESS,
@@ -146,6 +150,7 @@ def fact_crm_call_recording(
 
 @asset(
     key=HANGUP_KEY,
+    metadata=table_metadata(crm.dim_crm_hangup_reason),
     freshness_policy=DIM_FRESHNESS,
     check_specs=HANGUP_REASONS.check_specs(HANGUP_KEY),
     description="Outbound hangup reasons (/v1/hangupReasons), a snapshot: names trimmed, reasons the vendor "
@@ -158,6 +163,7 @@ def dim_crm_hangup_reason(crm: CrmResource, warehouse: WarehouseResource) -> Mat
 
 @asset(
     key=IVR_KEY,
+    metadata=table_metadata(crm.fact_crm_call_ivr),
     freshness_policy=DIM_FRESHNESS,
     check_specs=AGENT_CALLS.check_specs(IVR_KEY),
     description="IVR durations of the recent calls of the agents in CRM_AGENT_IDS (/v1/callLogs/search, the only "

@@ -29,7 +29,9 @@ from dagster import (
     asset,
 )
 
+from models import isales
 from pipelines.ingest import OWNERS, Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
+from pipelines.schema import table_metadata
 from pipelines.settings import SettingError
 from pipelines.sources.isales import normalize
 from pipelines.sources.isales.client import ISalesResource, VdnPull
@@ -186,6 +188,7 @@ FILE_SERVERS = Ingest(
 
 @asset(
     key=API_CALL_KEY,
+    metadata=table_metadata(isales.fact_isales_api_call),
     partitions_def=isales_weekly,
     freshness_policy=FRESHNESS,
     check_specs=API_CALLS.check_specs(API_CALL_KEY),
@@ -202,6 +205,7 @@ def fact_isales_api_call(
 
 @asset(
     key=FILE_SERVER_KEY,
+    metadata=table_metadata(isales.dim_isales_file_server),
     freshness_policy=DIM_FRESHNESS,
     check_specs=FILE_SERVERS.check_specs(FILE_SERVER_KEY),
     description="Huawei CC-iSales file servers (/campaigns/{vdnId}/file/queryServer) of every VDN, a daily "

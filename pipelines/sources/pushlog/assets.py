@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 from dagster import AssetExecutionContext, AssetKey, FreshnessPolicy, MaterializeResult, asset
 from pydantic import Field
 
+from models import pushlog
 from pipelines.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks
+from pipelines.schema import table_metadata
 from pipelines.sources.pushlog import cursor, normalize, quality
 from pipelines.sources.pushlog.client import PushLogResource
 from pipelines.sources.pushlog.partitions import pushlog_monthly
@@ -98,6 +100,7 @@ PUSH_LOGS = Ingest(
 
 @asset(
     key=PUSH_LOG_KEY,
+    metadata=table_metadata(pushlog.fact_push_log),
     group_name="pushlog",
     partitions_def=pushlog_monthly,
     pool="pushlog",

@@ -19,8 +19,10 @@ from dagster import (
     multi_asset,
 )
 
+from models import trtc
 from pipelines import checks
 from pipelines.ingest import OWNERS, Ingest, IngestConfig, IngestRun, Load, RunContext, TableChecks
+from pipelines.schema import table_metadata
 from pipelines.sources.trtc import normalize, plan
 from pipelines.sources.trtc.client import TrtcResource
 from pipelines.sources.trtc.paging import Pull
@@ -188,6 +190,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
     specs=[
         AssetSpec(
             CALL_KEY,
+            metadata=table_metadata(trtc.fact_trtc_call),
             group_name="trtc",
             kinds={"postgres", "tencentcloud"},
             owners=OWNERS,
@@ -198,6 +201,7 @@ def _callee_check(conn: psycopg.Connection, window: tuple[datetime, datetime]) -
         ),
         AssetSpec(
             CALLEE_KEY,
+            metadata=table_metadata(trtc.fact_trtc_call_callee),
             group_name="trtc",
             kinds={"postgres", "tencentcloud"},
             owners=OWNERS,
