@@ -66,6 +66,7 @@ class HttpStats:
     retries: int = 0
     pages: int = 0
     throttled_s: float = 0.0
+    retry_wait_s: float = 0.0  # the backoffs decided before retries (a Retry-After honoured)
     statuses: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class HttpStats:
             "retries": self.retries,
             "pages": self.pages,
             "rate_limit_wait_s": round(self.throttled_s, 3),
+            "retry_wait_s": round(self.retry_wait_s, 3),
         }
 
 
@@ -352,7 +354,9 @@ class HttpClient:
                         else:
                             return Reply(payload, body)
             if attempt < self.max_retries:
-                await asyncio.sleep(self._backoff(attempt, retry_after))
+                wait = self._backoff(attempt, retry_after)
+                self.stats.retry_wait_s += wait
+                await asyncio.sleep(wait)
         assert last is not None
         raise last
 

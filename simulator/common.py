@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import threading
 import time
@@ -218,6 +219,27 @@ async def serve(state: SimState, vendor: str, endpoint: str, request: Request, h
         body = bytes(response.body)
         return Response(body[: max(1, len(body) // 2)], media_type="application/json")
     return response
+
+
+POISON_MARK = "\x01poison\x01"  # stands in for the poison until the JSON text is written
+
+
+def poison_record(record: dict, variant: str, text_field: str, number_field: str) -> None:
+    """Mark ``record`` for ``variant``: inside its free-text ``text_field``, or for "bignum" as
+    its ``number_field``; ``poisoned_text`` then swaps the mark for the raw JSON."""
+    if variant == "bignum":
+        record[number_field] = POISON_MARK
+    else:
+        record[text_field] = f"{record.get(text_field) or ''}{POISON_MARK}"
+
+
+def poisoned_text(text: str, variant: str) -> str:
+    """The JSON ``text`` with its one mark replaced by the poison (json.dumps can write neither a
+    lone surrogate escape nor a number beyond float's range, so it goes in after encoding)."""
+    mark = json.dumps(POISON_MARK, ensure_ascii=False)[1:-1]
+    if variant == "bignum":
+        mark = f'"{mark}"'
+    return text.replace(mark, POISON_VARIANTS[variant], 1)
 
 
 def json_response(payload: object, status_code: int = 200) -> Response:

@@ -41,7 +41,10 @@ that reading (window filtering still uses the true instant); the default labels 
 
 Faults: "envelope" answers HTTP 200 with ``0200033`` (外呼数据不存在); "drift" retypes fields:
 call logs get ``operTime`` as epoch milliseconds (a number) and ``request`` as an object (when
-it parses); file servers get ``port`` as a number and ``serverId`` renamed ``serverID``.
+it parses); file servers get ``port`` as a number and ``serverId`` renamed ``serverID``. On call
+logs, "empty" answers success with no records and ``count`` 0 (a vendor that lost the window), and
+"poison" puts ``Fault.variant`` into the middle record of the page (into ``resultDesc``, or for
+"bignum" as ``httpStatus``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, rng, serve, stable_int
+from simulator.common import Fault, SimState, poison_record, poisoned_text, rng, serve, stable_int
 
 VENDOR = "isales"
 CALLLOGS = "/rest/isales/v1/openapi/campaigns/{vdnId}/calllogs"
@@ -650,7 +653,15 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 return _envelope(exc.code, exc.detail, english)
             drift = fault is not None and fault.mode == "drift"
             total, records = logs.page(vdn, begin, end, int(state.clock.now()), offset, limit, url, drift)
-            return _dumps(
+            mode = fault.mode if fault is not None else None
+            if mode == "empty":  # the vendor lost or forgot the window's call logs
+                total, records = 0, []
+            variant = fault.variant if mode == "poison" and records else None
+            if variant is not None:
+                middle = dict(records[len(records) // 2])
+                poison_record(middle, variant, text_field="resultDesc", number_field="httpStatus")
+                records[len(records) // 2] = middle
+            response = _dumps(
                 {
                     "result": records,
                     "returnCode": OK,
@@ -660,6 +671,10 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                     "returnDesc": "queryCalllogs success",
                 }
             )
+            if variant is not None:
+                text = poisoned_text(bytes(response.body).decode(), variant)
+                return Response(text.encode(), media_type=response.media_type)
+            return response
 
         return await serve(state, VENDOR, CALLLOGS, request, handle)
 

@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.common import Fault, SimState, serve, stable_int
+from simulator.common import Fault, SimState, poison_record, poisoned_text, serve, stable_int
 
 VENDOR = "pushlog"
 ENDPOINT = "/"
@@ -655,6 +655,14 @@ def build_app(settings: Settings, state: SimState) -> Starlette:
                 {"RequestId": _request_id(), "Message": "触发流控", "Code": "isv.BUSINESS_LIMIT_CONTROL"}
             )
         records = data.page(lo, hi, int(state.clock.now() * 1000), start, limit, filters)
+        if fault is not None and fault.mode == "empty":  # the vendor lost or forgot the window
+            records = []
+        if fault is not None and fault.mode == "poison" and records:
+            # one record (the page's middle one) carries the poison: in Url, or as StatusCode
+            middle = json.loads(records[len(records) // 2])
+            poison_record(middle, fault.variant, text_field="Url", number_field="StatusCode")
+            text = json.dumps(middle, ensure_ascii=False, separators=(",", ":"))
+            records[len(records) // 2] = poisoned_text(text, fault.variant)
         if fault is not None and fault.mode == "drift":
             # schema drift: Type arrives as a string and Position disappears
             drifted = []
