@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -58,6 +59,22 @@ class VendorHTTPError(VendorError):
 
 class VendorResponseError(VendorError):
     """A body that is not the JSON the vendor documents (truncated, HTML, drifted)."""
+
+
+class VendorTLSError(VendorError):
+    """The vendor's certificate failed verification: retrying cannot cure it."""
+
+
+def _certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a connection error, if that is what it is."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 @dataclass
@@ -246,8 +263,12 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+        tls_hint: str = "",
     ) -> None:
         self.vendor = vendor
+        # What to set when the vendor's certificate is not trusted (its CA bundle variable).
+        self.tls_hint = tls_hint
         # Set by vendors that answer refused credentials with HTTP 401/403 (rather than an
         # error body worth reading): those statuses then raise VendorAuthError with this hint.
         self.auth_hint = auth_hint
@@ -265,6 +286,7 @@ class HttpClient:
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
             transport=transport,
             headers=headers,
+            verify=verify,
         )
 
     async def __aenter__(self) -> HttpClient:
@@ -316,6 +338,18 @@ class HttpClient:
                 last = VendorHTTPError(
                     self.vendor, endpoint, "timeout", f"no answer in time ({type(exc).__name__})"
                 )
+            except httpx.ConnectError as exc:
+                problem = _certificate_problem(exc)
+                if problem is not None:
+                    raise VendorTLSError(
+                        self.vendor,
+                        endpoint,
+                        "certificate",
+                        f"the server's TLS certificate failed verification "
+                        f"({problem.verify_message or problem.reason})",
+                        self.tls_hint,
+                    ) from None
+                last = VendorHTTPError(self.vendor, endpoint, "connection", f"{type(exc).__name__}: {exc}")
             except httpx.TransportError as exc:
                 last = VendorHTTPError(self.vendor, endpoint, "connection", f"{type(exc).__name__}: {exc}")
             else:

@@ -205,7 +205,9 @@ def run(source: Source, ok: bool = True) -> ExecuteInProcessResult:
 
 
 def failure_text(result: ExecuteInProcessResult) -> str:
-    return "\n".join(e.step_failure_data.error.to_string() for e in result.get_step_failure_events())
+    """Every error a run's events carry (a step's failure, a resource's that failed to start)."""
+    errors = (getattr(e.event_specific_data, "error", None) for e in result.all_events)
+    return "\n".join(error.to_string() for error in errors if error is not None)
 
 
 def arm(simulator: Simulator, source: Source, fault: Fault) -> None:
