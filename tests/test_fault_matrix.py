@@ -20,6 +20,7 @@ Kept fast: small volumes, two retries at a 10 ms backoff base (``<SOURCE>_MAX_RE
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize, serialize_value
 from psycopg import sql
 
 from pipelines.definitions import build_resources
@@ -58,6 +59,7 @@ class Source:
     asset_key: str
     setup: Callable[[Simulator, pytest.MonkeyPatch], None]  # volumes and clocks, before serving
     env: dict[str, str]  # settings on top of the simulator's (page sizes)
+    customer_fields: tuple[str, ...]  # a record's customer data (phone numbers, names, user ids)
 
 
 def _frozen(simulator: Simulator, when: datetime) -> None:
@@ -101,6 +103,7 @@ SOURCES = [
         "core/fact_crm_call",
         _crm,
         {},
+        ("customerNumber", "customerName"),
     ),
     Source(
         "isales",
@@ -113,6 +116,7 @@ SOURCES = [
         "core/fact_isales_api_call",
         _isales,
         {},
+        ("request",),
     ),
     Source(
         "pushlog",
@@ -125,6 +129,7 @@ SOURCES = [
         "core/fact_push_log",
         _pushlog,
         {"PUSHLOG_PAGE_SIZE": "100"},
+        ("Params",),
     ),
     Source(
         "trtc",
@@ -137,6 +142,7 @@ SOURCES = [
         "core/fact_trtc_call",
         _trtc,
         {},
+        ("caller", "callees"),
     ),
 ]
 
@@ -277,17 +283,30 @@ def test_a_fault_past_the_retry_budget_fails_the_run_naming_vendor_and_endpoint_
 
 @pytest.mark.parametrize("variant", POISONS)
 def test_a_record_postgres_cannot_take_is_rejected_alone_and_the_rest_lands(
-    source: Source, served: Simulator, db: psycopg.Connection, variant: str
+    source: Source,
+    served: Simulator,
+    db: psycopg.Connection,
+    variant: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     served.state.faults.arm(source.fault_endpoint, Fault("poison", times=1, variant=variant))
     result = run(source)
     meta = metadata(result, source.asset_key)
     assert checks(result)["no_rejects"] is False
-    reasons = [r[0] for r in db.execute("SELECT reason FROM raw.rejects").fetchall()]
-    assert len(reasons) == 1
+    rejects = db.execute("SELECT reason, record FROM raw.rejects").fetchall()
+    assert len(rejects) == 1
+    reason, record = rejects[0]
     field = POISONED_FIELD[(source.name, "number" if variant == "bignum" else "text")]
-    assert f"'{field}'" in reasons[0]
+    assert f"'{field}'" in reason
     assert count(db, source.table) == meta["records_received"] - 1 > 100
+    # The record's customer data appears in no log line, event, metadata or reason.
+    values = [record.get(f) for f in source.customer_fields]
+    values = [str(x) for v in values for x in (v if isinstance(v, list) else [v]) if x]
+    out, err = capfd.readouterr()
+    texts = [reason, caplog.text, out, err, *(serialize_value(e) for e in result.all_events)]
+    assert values and not [v for v in values if len(v) >= 10 and any(v in t for t in texts)]
 
 
 def test_a_vendor_answering_no_records_for_a_loaded_window_loses_nothing(
