@@ -188,7 +188,7 @@ def test_a_full_run_of_every_source_leaves_no_secret_nor_signature_anywhere(
 # ---- (b) errors: no warehouse password, the variable named ------------------------------------------
 
 
-@pytest.mark.parametrize("problem", ["unreachable", "no such database"])
+@pytest.mark.parametrize("problem", ["unreachable", "password in the query string", "no such database"])
 def test_a_warehouse_that_cannot_be_used_fails_naming_the_variable_with_the_password_masked(
     pg_admin_url: str,
     simulator: Simulator,
@@ -203,6 +203,10 @@ def test_a_warehouse_that_cannot_be_used_fails_naming_the_variable_with_the_pass
     if problem == "unreachable":
         url = f"postgresql://loader:{quote(password, safe='')}@127.0.0.1:{free_port()}/warehouse"
         masked = f"postgresql://loader:***@127.0.0.1:{urlsplit(url).port}/warehouse"
+    elif problem == "password in the query string":  # libpq takes it there too
+        port = free_port()
+        url = f"postgresql://loader@127.0.0.1:{port}/warehouse?password={quote(password, safe='')}&sslmode=prefer"
+        masked = f"postgresql://loader@127.0.0.1:{port}/warehouse?password=***&sslmode=prefer"
     else:
         url = _with_password(pg_admin_url, quote(password, safe=""))
         url = urlunsplit(urlsplit(url)._replace(path="/no_such_database"))
@@ -214,7 +218,7 @@ def test_a_warehouse_that_cannot_be_used_fails_naming_the_variable_with_the_pass
     assert not result.success
     error = failure_text(result)
     assert f"WAREHOUSE_URL={masked}" in error
-    assert ("does not exist" if problem == "no such database" else "refused") in error
+    assert ("does not exist" if problem == "no such database" else "Connection refused") in error
     out, err = capfd.readouterr()
     events = "\n".join(serialize_value(e) for e in instance.all_logs(result.run_id))
     for text in (error, events, caplog.text, out, err):
