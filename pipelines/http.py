@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -61,12 +62,29 @@ class VendorResponseError(VendorError):
     """A body that is not the JSON the vendor documents (truncated, HTML, drifted)."""
 
 
+class VendorTLSError(VendorError):
+    """The vendor's certificate failed verification: retrying cannot cure it."""
+
+
+def _certificate_problem(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a connection error, if that is what it is."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @dataclass
 class HttpStats:
     requests: int = 0
     retries: int = 0
     pages: int = 0
     throttled_s: float = 0.0
+    retry_wait_s: float = 0.0  # the backoffs decided before retries (a Retry-After honoured)
     statuses: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -75,6 +93,7 @@ class HttpStats:
             "retries": self.retries,
             "pages": self.pages,
             "rate_limit_wait_s": round(self.throttled_s, 3),
+            "retry_wait_s": round(self.retry_wait_s, 3),
         }
 
 
@@ -245,8 +264,12 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+        tls_hint: str = "",
     ) -> None:
         self.vendor = vendor
+        # What to set when the vendor's certificate is not trusted (its CA bundle variable).
+        self.tls_hint = tls_hint
         # Set by vendors that answer refused credentials with HTTP 401/403 (rather than an
         # error body worth reading): those statuses then raise VendorAuthError with this hint.
         self.auth_hint = auth_hint
@@ -264,6 +287,7 @@ class HttpClient:
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
             transport=transport,
             headers=headers,
+            verify=verify,
         )
 
     async def __aenter__(self) -> HttpClient:
@@ -310,7 +334,9 @@ class HttpClient:
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        return self._backoff(state.attempt_number - 1, getattr(error, "retry_after", None))
+        wait = self._backoff(state.attempt_number - 1, getattr(error, "retry_after", None))
+        self.stats.retry_wait_s += wait
+        return wait
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
@@ -333,6 +359,20 @@ class HttpClient:
         except httpx.TimeoutException as exc:
             raise _transient(
                 VendorHTTPError(self.vendor, endpoint, "timeout", f"no answer in time ({type(exc).__name__})")
+            ) from None
+        except httpx.ConnectError as exc:
+            problem = _certificate_problem(exc)
+            if problem is None:
+                raise _transient(
+                    VendorHTTPError(self.vendor, endpoint, "connection", f"{type(exc).__name__}: {exc}")
+                ) from None
+            # Not worth another try: the certificate will not change; the hint names the setting.
+            raise VendorTLSError(
+                self.vendor,
+                endpoint,
+                "certificate",
+                f"the server's TLS certificate failed verification ({problem.verify_message or problem.reason})",
+                self.tls_hint,
             ) from None
         except httpx.TransportError as exc:
             raise _transient(

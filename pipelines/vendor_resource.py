@@ -11,7 +11,9 @@ variable is set.
 from __future__ import annotations
 
 import os
+import ssl
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 import httpx
 from dagster import ConfigurableResource, EnvVar
@@ -48,6 +50,13 @@ class VendorResource(ConfigurableResource):
     )
     max_retries: int = Field(default=5, description="Retries of a transient failure (<SOURCE>_MAX_RETRIES)")
     backoff_base_s: float = Field(default=0.5, description="First retry waits up to this, doubling each time")
+    # TLS is always verified (there is no switch to turn it off); a vendor reached with a
+    # private certificate (CC-iSales at https://ip:port) is trusted through its own CA.
+    ca_bundle: str = Field(
+        default="",
+        description="<SOURCE>_CA_BUNDLE: a PEM file of the CA certificates trusted for this vendor's "
+        "HTTPS, instead of the system's",
+    )
 
     @classmethod
     def variable(cls, field: str) -> str:
@@ -77,13 +86,37 @@ class VendorResource(ConfigurableResource):
             if not str(getattr(self, name) or "").strip():
                 raise SettingError(f"{self.variable(name)} is not set")
 
+    def checked_base_url(self, base_url: str) -> str:
+        """``base_url`` if it carries no credentials; one that does is refused, not
+        stripped: they belong in the source's credential variables, never in a URL that
+        errors, logs and the UI may show."""
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise SettingError(
+                f"{self.variable('base_url')} carries credentials (user:password@host); refused. Give the "
+                f"URL without them: {self.VENDOR} signs requests with its own credential variables."
+            )
+        return base_url
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """Verification on (the system's CAs), or trusting the CAs of ``ca_bundle`` instead."""
+        if not self.ca_bundle.strip():
+            return True
+        try:
+            return ssl.create_default_context(cafile=self.ca_bundle.strip())
+        except (OSError, ssl.SSLError) as error:
+            raise SettingError(
+                f"{self.variable('ca_bundle')}: cannot read CA certificates from {self.ca_bundle.strip()!r} "
+                f"({type(error).__name__}: {error.strerror if isinstance(error, OSError) else error})"
+            ) from None
+
     def http(
         self, auth: httpx.Auth, transport: httpx.AsyncBaseTransport | None = None, **kw: Any
     ) -> HttpClient:
-        """The vendor's HTTP client with this resource's limits, timeouts and retries."""
+        """The vendor's HTTP client with this resource's limits, timeouts, retries and TLS trust."""
         return HttpClient(
             self.VENDOR,
-            self.base_url,
+            self.checked_base_url(self.base_url),
             auth=auth,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
@@ -92,5 +125,7 @@ class VendorResource(ConfigurableResource):
             burst=kw.pop("burst", self.concurrency),
             concurrency=self.concurrency,
             transport=transport,
+            verify=self.ssl_context(),
+            tls_hint=f"Set {self.variable('ca_bundle')} to the CA certificate (PEM) that signed it.",
             **kw,
         )

@@ -7,7 +7,8 @@ import ast
 import os
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 from dagster import ConfigurableResource, InitResourceContext
@@ -58,12 +59,66 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs and metadata."""
+    """The URL without its password, for logs, metadata and errors: the userinfo's password
+    (however it is percent-encoded) and a ``password`` query parameter (libpq takes one there
+    too) become ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, password = userinfo.partition(":")
+        if password:
+            netloc = f"{user}{colon}***@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else (f"{k}={v}" if sep else k)
+        for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The password of ``url`` as written and as decoded (what an error text might quote)."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
+        found.append(parts.netloc.rsplit("@", 1)[0].split(":", 1)[1])
+    for key, value in parse_qsl(parts.query):
+        if key.lower() == "password" and value:
+            found.append(value)
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+class WarehouseUnavailable(WarehouseConfigError):
+    """The warehouse cannot be reached, refuses the login, or has no such database."""
+
+
+def unavailable(url: str, error: Exception, variable: str | None = "WAREHOUSE_URL") -> WarehouseUnavailable:
+    """The error to raise for a failed connection: it names where the URL comes from and shows
+    it with the password masked; PostgreSQL's own reason is kept, any password scrubbed from it."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    text = " ".join(line.strip() for line in reason if line.strip()) or type(error).__name__
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    where = f"{variable}={redact(url)}" if variable else f"the embedded warehouse ({redact(url)})"
+    return WarehouseUnavailable(f"cannot connect to the warehouse at {where}: {text}")
+
+
+def connect(url: str, variable: str | None = "WAREHOUSE_URL", **kwargs: Any) -> psycopg.Connection:
+    """``psycopg.connect`` whose failure names ``variable`` with the password masked (and
+    carries no chained exception that could quote the URL)."""
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as error:
+        raise unavailable(url, error, variable) from None
+
+
+async def aconnect(
+    url: str, variable: str | None = "WAREHOUSE_URL", **kwargs: Any
+) -> psycopg.AsyncConnection:
+    try:
+        return await psycopg.AsyncConnection.connect(url, **kwargs)
+    except psycopg.OperationalError as error:
+        raise unavailable(url, error, variable) from None
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -100,15 +155,19 @@ def _script_heads() -> frozenset[str] | None:
     return frozenset(revisions - parents) or None
 
 
-def _at_heads(url: str, heads: frozenset[str]) -> bool:
-    with psycopg.connect(url) as conn:
+def _at_heads(url: str, heads: frozenset[str] | None, variable: str | None) -> bool:
+    # Also the first connection of a process: a warehouse that cannot be reached fails here,
+    # with the error that names the variable.
+    with connect(url, variable) as conn:
+        if heads is None:
+            return False
         if conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,):
             return False
         versions = {row[0] for row in conn.execute("SELECT version_num FROM public.alembic_version")}
     return versions == heads
 
 
-def migrate(url: str) -> None:
+def migrate(url: str, variable: str | None = "WAREHOUSE_URL") -> None:
     """Bring the warehouse to the migrations' head; idempotent and safe when several
     processes start at once (they queue on an advisory lock, then find nothing to do)."""
     with _migrate_lock:
@@ -117,7 +176,7 @@ def migrate(url: str) -> None:
         # Every run's process asks this once. Alembic's own no-op upgrade costs ~0.4 s (it
         # imports every migration), so a warehouse already at the heads is told by one query.
         heads = _script_heads()
-        if heads is not None and _at_heads(url, heads):
+        if _at_heads(url, heads, variable):
             _migrated.add(url)
             return
         from alembic import command
@@ -151,19 +210,23 @@ class WarehouseResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # Once per run's process, before anything loads: the schema at the migrations' heads.
         self._resolved = resolve_url(self.url)
-        migrate(self._resolved)
+        migrate(self._resolved, self._variable)
+
+    @property
+    def _variable(self) -> str | None:
+        return "WAREHOUSE_URL" if self.url else None  # None: the embedded warehouse
 
     def dsn(self) -> str:
         if self._resolved is None:  # used outside a run (a schedule, a script): set up now
             self._resolved = resolve_url(self.url)
-            migrate(self._resolved)
+            migrate(self._resolved, self._variable)
         return self._resolved
 
     def display_url(self) -> str:
         return redact(self.dsn())
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.dsn())
+        return connect(self.dsn(), self._variable)
 
     async def aconnect(self) -> psycopg.AsyncConnection:
-        return await psycopg.AsyncConnection.connect(self.dsn())
+        return await aconnect(self.dsn(), self._variable)

@@ -18,13 +18,17 @@ from dataclasses import asdict, dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
-# Modes every endpoint understands. The vendor module itself answers the others:
+# Modes every endpoint understands: an HTTP status, a stall ("timeout"), half the body
+# ("truncated"), the connection dropped mid-answer ("reset": headers and a few bytes, then the
+# server closes it; the client sees httpx.RemoteProtocolError), a proxy's HTML error page
+# with status 200 ("html"). The vendor module itself answers the others:
 # "envelope" (the vendor's HTTP-200 error answer), "drift" (a renamed or retyped field),
 # "empty" (the vendor's own answer for a window without records: it lost or forgot them) and
 # "poison" (one record of the page carries a value that is valid JSON but that PostgreSQL's
 # jsonb refuses or cannot store; ``Fault.variant`` says which, see POISON_VARIANTS).
-GENERIC_MODES = {"500", "502", "503", "429", "timeout", "truncated"}
+GENERIC_MODES = {"500", "502", "503", "429", "timeout", "truncated", "reset", "html"}
 VENDOR_MODES = {"envelope", "drift", "empty", "poison"}
 # "nul": a \u0000 inside a string; "surrogate": a lone \ud800 inside a string; "bignum": a
 # number beyond what PostgreSQL's numeric can hold (1e999999).
@@ -158,6 +162,32 @@ def stable_int(seed: int, *parts: object, bits: int = 63) -> int:
 Handler = Callable[[Request, Fault | None], Awaitable[Response]]
 
 
+class ConnectionDropped(Exception):
+    """Raised inside the app after the answer started: uvicorn closes the connection."""
+
+
+class DroppedResponse(Response):
+    """An answer that stops after its headers and a few bytes, the connection closed under it
+    (a reset by a proxy or a crashed server): the declared length is never reached."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"code": 200, "da', "more_body": True})
+        raise ConnectionDropped("simulated connection reset")
+
+
+HTML_ERROR_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head>"
+    "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
+
+
 async def serve(state: SimState, vendor: str, endpoint: str, request: Request, handler: Handler) -> Response:
     """Run one request through latency, the generic faults and the vendor handler.
 
@@ -179,6 +209,10 @@ async def serve(state: SimState, vendor: str, endpoint: str, request: Request, h
             )
         if fault.mode == "timeout":
             await asyncio.sleep(fault.delay)
+        if fault.mode == "reset":
+            return DroppedResponse()
+        if fault.mode == "html":
+            return Response(HTML_ERROR_PAGE, status_code=200, media_type="text/html")
     response = await handler(request, fault if fault and fault.mode in VENDOR_MODES else None)
     if fault is not None and fault.mode == "truncated":
         body = bytes(response.body)

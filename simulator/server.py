@@ -23,17 +23,35 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ThreadedServer:
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    """``ssl_certfile`` and ``ssl_keyfile`` (PEM): serve HTTPS with that certificate."""
+
+    def __init__(
+        self,
+        sim: Simulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
         self.sim = sim
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(sim.build(), host=host, port=self.port, log_level="warning", access_log=False)
+        self.scheme = "https" if ssl_certfile else "http"
+        config = uvicorn.Config(
+            sim.build(),
+            host=host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         return self.sim.env(self.url)

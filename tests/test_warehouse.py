@@ -135,6 +135,12 @@ def test_malformed_warehouse_url_names_the_variable() -> None:
 
 def test_redact_hides_the_password() -> None:
     assert warehouse.redact("postgresql://u:s3cr3t@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert warehouse.redact("postgresql://u:p%40ss@h/d") == "postgresql://u:***@h/d"
+    # libpq also takes the password as a query parameter
+    assert warehouse.redact("postgresql://u@h/d?sslmode=require&password=s3cr3t") == (
+        "postgresql://u@h/d?sslmode=require&password=***"
+    )
+    assert warehouse.redact("postgresql://h/d") == "postgresql://h/d"
 
 
 def test_guarded_casts_give_null_instead_of_failing(db: psycopg.Connection) -> None:
