@@ -170,8 +170,8 @@ POISONED_FIELD = {
     ("crm", "number"): "duration",
     ("isales", "text"): "resultDesc",
     ("isales", "number"): "httpStatus",
-    ("pushlog", "text"): "Url",
-    ("pushlog", "number"): "StatusCode",
+    ("pushlog", "text"): "ResultText",
+    ("pushlog", "number"): "Delay",
     ("trtc", "text"): "roomId",
     ("trtc", "number"): "totalUserNumber",
 }

@@ -159,7 +159,7 @@ def test_a_full_run_of_every_source_leaves_no_secret_nor_signature_anywhere(
         warehouse_password,
     }
     derived = simulator.tokens()
-    assert len(derived) > 20  # every vendor's signatures were seen on the wire
+    assert len(derived) >= 10  # signatures of every vendor were seen on the wire (a few requests each)
     # ...and the ones a leak would most likely show, computed from the secrets themselves
     for ts in range(started - 2, finished + 3):
         derived.add(crm_sign(env["CRM_EMAIL"], env["CRM_SECRET_KEY"], ts))
