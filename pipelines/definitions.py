@@ -3,6 +3,7 @@
 from dagster import DefaultSensorStatus, Definitions, build_sensor_for_freshness_checks
 
 from pipelines.alerts import build_alert_sensors
+from pipelines.executors import executor_from_env
 from pipelines.resources import build_resources
 from pipelines.sources.crm import jobs as crm_jobs
 from pipelines.sources.isales import jobs as isales_jobs
@@ -30,4 +31,6 @@ defs = Definitions(
         *build_alert_sensors(assets),
     ],
     resources=build_resources(),
+    # DAGSTER_EXECUTOR: in_process (default), multiprocess or celery (pipelines/executors.py).
+    executor=executor_from_env(),
 )
