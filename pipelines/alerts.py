@@ -139,8 +139,10 @@ def _asset_url(key: AssetKey) -> str:
     return f"{ui_url()}/assets/{'/'.join(key.path)}"
 
 
-def check_alert(record: Any, index: AssetIndex) -> dict[str, Any] | None:  # noqa: ANN401 (EventLogRecord)
-    """The alert for one check evaluation or freshness change, or None if it is healthy."""
+def check_alert(record: Any, index: AssetIndex, instance: Any = None) -> dict[str, Any] | None:  # noqa: ANN401
+    """The alert for one check evaluation or freshness change (an EventLogRecord), or None if
+    it is healthy. Checks evaluated inside a partition's materialization name no partition of
+    their own: the run's partition tag tells it (``instance`` given)."""
     entry = record.event_log_entry
     event = entry.dagster_event
     at = datetime.fromtimestamp(entry.timestamp, UTC).isoformat(timespec="seconds")
@@ -152,11 +154,15 @@ def check_alert(record: Any, index: AssetIndex) -> dict[str, Any] | None:  # noq
         what = f"check {evaluation.check_name} failed ({evaluation.severity.value})"
         if evaluation.description:
             what += f": {_first_line(evaluation.description)}"
+        partition = evaluation.partition
+        if partition is None and instance is not None and entry.run_id:
+            run = instance.get_run_by_id(entry.run_id)
+            partition = _partition(run.tags) if run else None
         return {
             "kind": "freshness_check" if "freshness" in evaluation.check_name else "check_failure",
             "source": index.source([key]),
             "assets": [key.to_user_string()],
-            "partition": evaluation.partition,
+            "partition": partition,
             "check": evaluation.check_name,
             "severity": evaluation.severity.value,
             "what_failed": what,
@@ -226,7 +232,7 @@ def build_alert_sensors(assets: Sequence[object]) -> list[SensorDefinition]:
         )[:EVENTS_PER_TICK]
         sent = 0
         for record in records:
-            alert = check_alert(record, index)
+            alert = check_alert(record, index, instance)
             if alert is not None:
                 send(alert)
                 sent += 1
