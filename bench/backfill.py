@@ -130,11 +130,23 @@ def _drain_queue(project_root: Path) -> tuple[dict[str, int], float]:
             list(queue.run_iteration(ctx))
             time.sleep(1)
         wall = time.monotonic() - started
+        _stop_code_servers()
         counts: dict[str, int] = {}
         for run in instance.get_runs():
             counts[run.status.value] = counts.get(run.status.value, 0) + 1
     counts.setdefault("SUCCESS", 0)
     return counts, wall
+
+
+def _stop_code_servers() -> None:
+    """The workspace's code server can outlive this process; stop it with its workers."""
+    import psutil
+
+    servers = [p for p in psutil.Process().children(recursive=True) if "grpc" in p.cmdline()]
+    family = [c for p in servers for c in p.children(recursive=True)] + servers
+    for process in family:
+        process.terminate()
+    psutil.wait_procs(family, timeout=10)
 
 
 if __name__ == "__main__":

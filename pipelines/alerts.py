@@ -55,6 +55,16 @@ def _first_line(text: str | None) -> str:
     return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
 
 
+def _error_line(error: Any) -> str:  # noqa: ANN401 (SerializableErrorInfo)
+    """``VendorHTTPError: Udesk CRM /v1/callLogs: ...``: the class and the message's first line
+    (whose own ``module.Class: `` prefix is dropped)."""
+    line = _first_line(error.message)
+    head, _, rest = line.partition(": ")
+    if rest and head.endswith(error.cls_name):
+        line = rest
+    return f"{error.cls_name}: {line}"
+
+
 def send(alert: Mapping[str, Any]) -> bool:
     """Log the alert and POST it to ALERT_WEBHOOK_URL if set; True when the webhook took it.
 
@@ -115,8 +125,11 @@ def run_failure_alert(context: RunFailureSensorContext, index: AssetIndex) -> di
     failed_keys = [k for e in step_failures for k in index.keys_by_step.get(e.step_key or "", [])]
     keys = failed_keys or sorted(run.asset_selection or [], key=lambda k: k.to_user_string())
     if step_failures:
-        first = step_failures[0].step_failure_data.error
-        detail = f"{first.cls_name}: {_first_line(first.message)}" if first else "step failed"
+        error = step_failures[0].step_failure_data.error
+        # Dagster wraps the asset's exception: name the one the asset raised.
+        while error is not None and error.cause is not None:
+            error = error.cause
+        detail = _error_line(error) if error else "step failed"
         what = f"step {step_failures[0].step_key} failed: {detail}"
     else:
         # No step failed: the worker died, the run never started, or it was terminated.

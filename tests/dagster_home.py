@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import psycopg
 import pytest
 import yaml
@@ -54,3 +55,19 @@ def dagster_home(
         instance.dispose()
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stop_code_servers() -> None:
+    """Stop the ``dagster api grpc`` code servers this process started (a workspace context's):
+    they can outlive their parent, still polling a test database that is gone."""
+    servers = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if any(part == "grpc" for part in p.cmdline()) and "dagster" in " ".join(p.cmdline())
+    ]
+    family = [c for p in servers for c in p.children(recursive=True)] + servers
+    for process in family:
+        process.terminate()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for process in alive:
+        process.kill()
