@@ -11,8 +11,10 @@ import os
 import warnings
 from types import ModuleType
 
-from dagster import Definitions, EnvVar, build_sensor_for_freshness_checks
+from dagster import DefaultSensorStatus, Definitions, EnvVar, build_sensor_for_freshness_checks
 
+from pipelines.alerts import build_alert_sensors
+from pipelines.executors import executor_from_env
 from pipelines.mart import jobs as mart
 from pipelines.sources.crm import jobs as crm
 from pipelines.sources.isales import jobs as isales
@@ -38,11 +40,19 @@ with warnings.catch_warnings():
     # fresh, so the time-partitioned facts also get per-partition checks, which need this sensor.
     warnings.simplefilter("ignore", FutureWarning)
     freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=freshness_checks, name="freshness_checks_sensor"
+        freshness_checks=freshness_checks,
+        name="freshness_checks_sensor",
+        default_status=DefaultSensorStatus.RUNNING,
     )
 
 defs = Definitions.merge(
     *(source.defs for source in SOURCES),
     mart.defs,  # downstream of every source's facts
-    Definitions(sensors=[freshness_sensor], resources=build_resources()),
+    Definitions(
+        # Alerts (ALERT_WEBHOOK_URL): failed runs, failed quality and freshness checks.
+        sensors=[freshness_sensor, *build_alert_sensors([a for m in (*SOURCES, mart) for a in m.ASSETS])],
+        resources=build_resources(),
+        # DAGSTER_EXECUTOR: in_process (default), multiprocess or celery (pipelines/executors.py).
+        executor=executor_from_env(),
+    ),
 )

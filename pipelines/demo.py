@@ -1,173 +1,422 @@
-"""``python -m pipelines.demo``: the pipeline on its embedded defaults, end to end.
+"""``python -m pipelines.demo``: a running deployment of the pipeline on its embedded defaults.
 
-Starts the simulator (in the background, so the Dagster UI can use it afterwards) and the
-embedded PostgreSQL, materializes every source's recent partitions into a Dagster instance
-in ``.dagster_home/``, prints the rows per table, and says how to open the UI on the same
-warehouse. ``--stop`` stops the simulator and the embedded PostgreSQL.
+The first run starts, in the background, the embedded PostgreSQL (unix socket and
+127.0.0.1:<pg port>; databases ``warehouse`` and ``dagster``), the simulator of the four
+vendors, the Dagster webserver and the Dagster daemon (every schedule and sensor RUNNING),
+then loads each source's recent partitions as backfills of its named jobs through the
+daemon's queue and prints the rows per table. Everything lives under ``.demo/``.
+
+``--stop`` stops all of it (no process, no port left); ``--start`` (or the plain command
+again) brings it back on the data already loaded, without pulling again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import time
 import warnings
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from pipelines.warehouse import PROJECT_ROOT, embedded_dir
+from pipelines.demo_services import (
+    DemoError,
+    EmbeddedPostgres,
+    Service,
+    http_ok,
+    port_in_use,
+    require_free,
+    venv_bin,
+    wait_until,
+)
+from pipelines.launcher import dagster_pg_url
+from pipelines.warehouse import PROJECT_ROOT
 
-STATE_DIR = PROJECT_ROOT / ".demo"
+STATE_DIR = Path(os.environ.get("DEMO_DIR") or PROJECT_ROOT / ".demo")
+SETTINGS_FILE = STATE_DIR / "settings.json"
 ENV_FILE = STATE_DIR / "env"
-SIM_PID = STATE_DIR / "simulator.pid"
-DAGSTER_HOME = PROJECT_ROOT / ".dagster_home"
-SIM_PORT = 8765
-# How many of each source's latest partitions the demo loads (the open one included).
+DAGSTER_HOME = STATE_DIR / "dagster_home"
+WAREHOUSE_DIR = STATE_DIR / "warehouse"
+LOG_DIR = STATE_DIR / "logs"
+WAREHOUSE_DB = "warehouse"
+DAGSTER_DB = "dagster"
+LOCATION = "callcenter"  # workspace.yaml's code location
+REPOSITORY = "__repository__"  # the one Definitions object's repository
+
+# (flag, environment variable, default) per port. PostgreSQL's default is not 5432, which a
+# system server often holds.
+PORTS = {
+    "sim": ("--sim-port", "DEMO_SIM_PORT", 8765),
+    "ui": ("--ui-port", "DEMO_UI_PORT", 3000),
+    "pg": ("--pg-port", "DEMO_PG_PORT", 55432),
+}
+# The partitions the first run loads per source, the open one included; each source's first
+# partition (<SOURCE>_START_DATE) is set to the earliest of them, so the UI shows the real
+# coverage of this warehouse rather than months of partitions nobody loaded.
 RECENT = {"crm": 3, "isales": 2, "pushlog": 1, "trtc": 2}
+PARTITIONED_JOBS = {
+    "crm": "crm_facts",
+    "isales": "isales_api_calls",
+    "pushlog": "pushlog_push_log",
+    "trtc": "trtc_calls",
+}
+SNAPSHOT_JOBS = ["crm_dimensions", "crm_ivr", "isales_file_servers"]
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _services() -> dict[str, Service]:
+    return {
+        "simulator": Service(
+            "simulator", STATE_DIR / "simulator.pid", LOG_DIR / "simulator.log", "simulator"
+        ),
+        "webserver": Service(
+            "webserver", STATE_DIR / "webserver.pid", LOG_DIR / "webserver.log", "dagster-webserver"
+        ),
+        "daemon": Service("daemon", STATE_DIR / "daemon.pid", LOG_DIR / "daemon.log", "dagster-daemon"),
+    }
 
 
-def start_simulator(port: int) -> None:
-    if _port_open(port):
-        print(f"simulator: already listening on 127.0.0.1:{port}")
-        return
-    STATE_DIR.mkdir(exist_ok=True)
-    log = open(STATE_DIR / "simulator.log", "ab")  # noqa: SIM115 (owned by the child)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", str(port), "--quiet"],
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # keeps serving after the demo exits, for the UI
-    )
-    SIM_PID.write_text(str(proc.pid))
-    deadline = time.monotonic() + 20
-    while not _port_open(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the simulator did not start; see {STATE_DIR / 'simulator.log'}")
-        time.sleep(0.1)
-    print(f"simulator: started on 127.0.0.1:{port} (pid {proc.pid})")
+def _postgres(ports: dict[str, int]) -> EmbeddedPostgres:
+    return EmbeddedPostgres(WAREHOUSE_DIR, ports["pg"])
 
 
-def demo_environment(port: int) -> dict[str, str]:
-    from pipelines.warehouse import embedded_url
+# -- settings and environment ------------------------------------------------------------------
+
+
+def load_settings() -> dict[str, Any]:
+    try:
+        return json.loads(SETTINGS_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def save_settings(settings: dict[str, Any]) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    SETTINGS_FILE.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def choose_ports(args: argparse.Namespace, saved: dict[str, int]) -> dict[str, int]:
+    """A flag wins, then the environment, then the ports of the last start, then the default."""
+    ports = {}
+    for key, (_, variable, default) in PORTS.items():
+        flag = getattr(args, f"{key}_port")
+        ports[key] = int(flag or os.environ.get(variable) or saved.get(key) or default)
+    return ports
+
+
+def start_dates(today: dict[str, date]) -> dict[str, str]:
+    """Each source's first partition: the earliest of the RECENT ones the first run loads."""
+    crm = today["crm"] - timedelta(days=RECENT["crm"] - 1)
+
+    def monday(d: date, weeks_back: int) -> date:
+        return d - timedelta(days=d.weekday()) - timedelta(weeks=weeks_back)
+
+    month = today["pushlog"].replace(day=1)
+    for _ in range(RECENT["pushlog"] - 1):
+        month = (month - timedelta(days=1)).replace(day=1)
+    return {
+        "CRM_START_DATE": crm.isoformat(),
+        "ISALES_START_DATE": monday(today["isales"], RECENT["isales"] - 1).isoformat(),
+        "TRTC_START_DATE": monday(today["trtc"], RECENT["trtc"] - 1).isoformat(),
+        "PUSHLOG_START_DATE": month.isoformat(),
+    }
+
+
+def today_per_source() -> dict[str, date]:
+    from pipelines import settings
+
+    return {s: datetime.now(ZoneInfo(settings.timezone(s))).date() for s in RECENT}
+
+
+def demo_environment(ports: dict[str, int], first_dates: dict[str, str]) -> dict[str, str]:
     from simulator.app import Simulator
 
-    env = Simulator().env(f"http://127.0.0.1:{port}")
-    env["WAREHOUSE_URL"] = embedded_url()
-    env["DAGSTER_HOME"] = str(DAGSTER_HOME)
-    # The simulator has no rate limit of its own worth waiting for (TRTC's is enforced).
-    env["CRM_RATE_PER_S"] = "200"
+    pg = _postgres(ports)
+    env = Simulator().env(f"http://127.0.0.1:{ports['sim']}")
+    env.update(first_dates)
+    env.update(
+        {
+            "WAREHOUSE_URL": pg.url(WAREHOUSE_DB),
+            "WAREHOUSE_DIR": str(WAREHOUSE_DIR),
+            "DAGSTER_HOME": str(DAGSTER_HOME),
+            "DAGSTER_PG_URL": dagster_pg_url(pg.url(DAGSTER_DB)),
+            "DAGSTER_UI_URL": f"http://127.0.0.1:{ports['ui']}",
+            # libpq's variables: `psql` with no arguments opens the warehouse.
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(ports["pg"]),
+            "PGDATABASE": WAREHOUSE_DB,
+            "PGUSER": "postgres",
+            # The simulator has no rate limit of its own worth waiting for (TRTC's is enforced).
+            "CRM_RATE_PER_S": "200",
+        }
+    )
     return env
 
 
+def write_env_file(env: dict[str, str]) -> None:
+    lines = [f"export {k}={shlex.quote(v)}\n" for k, v in env.items()]
+    # pgserver's own psql, after any psql of the system's.
+    lines.append(f'export PATH="$PATH:{EmbeddedPostgres.bin_dir()}"\n')
+    ENV_FILE.write_text("".join(lines))
+
+
 def write_instance_config() -> None:
-    DAGSTER_HOME.mkdir(exist_ok=True)
-    config = DAGSTER_HOME / "dagster.yaml"
-    if not config.exists():
-        config.write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    """The project's dagster.yaml, refreshed on every start (it holds no state)."""
+    DAGSTER_HOME.mkdir(parents=True, exist_ok=True)
+    (DAGSTER_HOME / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
 
 
-def materialize_recent() -> None:
-    from dagster import AssetsDefinition, DagsterInstance, materialize
-
-    from pipelines.definitions import defs
-
-    instance = DagsterInstance.get()
-    resources = defs.resources
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    by_group: dict[str, list[AssetsDefinition]] = {}
-    for assets_def in defs.assets or []:
-        if isinstance(assets_def, AssetsDefinition):
-            for group in set(assets_def.group_names_by_key.values()):
-                by_group.setdefault(group, []).append(assets_def)
-    for group, assets in by_group.items():
-        partitioned = [a for a in assets if a.partitions_def is not None]
-        unpartitioned = [a for a in assets if a.partitions_def is None]
-        if unpartitioned:
-            print(
-                f"{group}: snapshots {', '.join(k.to_user_string() for a in unpartitioned for k in a.keys)}"
-            )
-            materialize(unpartitioned, resources=resources, instance=instance, run_config=quiet)
-        if partitioned:
-            keys = partitioned[0].partitions_def.get_partition_keys()[-RECENT.get(group, 1) :]
-            for key in keys:
-                started = time.monotonic()
-                materialize(
-                    partitioned, partition_key=key, resources=resources, instance=instance, run_config=quiet
-                )
-                print(f"{group}: partition {key} loaded in {time.monotonic() - started:.1f}s")
+# -- start and stop ----------------------------------------------------------------------------
 
 
-def print_row_counts() -> None:
+def start_services(ports: dict[str, int], env: dict[str, str]) -> None:
+    services = _services()
+    pg = _postgres(ports)
+    print(f"embedded PostgreSQL: {'started' if pg.start() else 'running'} on 127.0.0.1:{ports['pg']}")
+    pg.ensure_database(WAREHOUSE_DB)
+    pg.ensure_database(DAGSTER_DB)
+
+    child_env = {**os.environ, **env}
+    sim = services["simulator"]
+    if sim.pid() is None:
+        require_free(ports["sim"], "simulator", "--sim-port or DEMO_SIM_PORT")
+        sim.start(
+            [sys.executable, "-m", "simulator", "--port", str(ports["sim"]), "--quiet"],
+            child_env,
+            PROJECT_ROOT,
+        )
+        wait_until(lambda: port_in_use(ports["sim"]), "simulator", sim)
+    print(f"simulator: http://127.0.0.1:{ports['sim']} (pid {sim.pid()})")
+
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    daemon = services["daemon"]
+    if daemon.pid() is None:
+        daemon.start([venv_bin("dagster-daemon"), "run", "-w", workspace], child_env, PROJECT_ROOT)
+    ui = services["webserver"]
+    if ui.pid() is None:
+        require_free(ports["ui"], "Dagster webserver", "--ui-port or DEMO_UI_PORT")
+        ui.start(
+            [venv_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(ports["ui"]), "-w", workspace],
+            child_env,
+            PROJECT_ROOT,
+        )
+    url = f"http://127.0.0.1:{ports['ui']}"
+    print("Dagster webserver and daemon: starting (loading the code location)...", flush=True)
+    wait_until(lambda: http_ok(f"{url}/server_info"), "Dagster webserver", ui)
+    since = time.time() - 1
+    wait_until(lambda: _daemon_alive(since), "Dagster daemon", daemon)
+    print(f"Dagster UI: {url} (webserver pid {ui.pid()}, daemon pid {daemon.pid()})")
+
+
+def _daemon_alive(since: float) -> bool:
+    """The daemons the demo needs have each reported since ``since`` (older heartbeats in the
+    storage may be a previous start's)."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        beats = instance.get_daemon_heartbeats()
+    fresh = {name for name, beat in beats.items() if beat.timestamp >= since}
+    return {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR", "BACKFILL"} <= fresh
+
+
+def stop(ports: dict[str, int]) -> list[str]:
+    """Stop every service; returns the project's ports still taken afterwards (none if clean)."""
+    for service in reversed(list(_services().values())):
+        if service.stop():
+            print(f"{service.name}: stopped")
+    if _postgres(ports).stop():
+        print("embedded PostgreSQL: stopped")
+    return [f"{port} ({listener})" for port, listener in _leftover_ports(ports)]
+
+
+def _leftover_ports(ports: dict[str, int]) -> list[tuple[int, str]]:
+    from pipelines.demo_services import listener_of
+
+    return [(port, listener_of(port)) for port in ports.values() if port_in_use(port)]
+
+
+# -- the first load ----------------------------------------------------------------------------
+
+
+def _graphql(ui_port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(
+        f"http://127.0.0.1:{ui_port}/graphql", json={"query": query, "variables": variables}, timeout=120
+    )
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise DemoError(f"the Dagster webserver refused a request: {body['errors'][0].get('message')}")
+    return body["data"]
+
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}"""
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}"""
+
+
+def launch_initial_loads(ui_port: int) -> tuple[list[str], list[str]]:
+    """Each source's recent partitions as a backfill of its named job, and each snapshot job
+    once: queued runs the daemon starts as the vendor pools allow."""
+    from pipelines.sources.crm.partitions import crm_daily
+    from pipelines.sources.isales.partitions import isales_weekly
+    from pipelines.sources.pushlog.partitions import pushlog_monthly
+    from pipelines.sources.trtc.partitions import trtc_weekly
+
+    partitions_of = {
+        "crm": crm_daily,
+        "isales": isales_weekly,
+        "pushlog": pushlog_monthly,
+        "trtc": trtc_weekly,
+    }
+    repository = {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION}
+    backfill_ids, run_ids = [], []
+    for source, job in PARTITIONED_JOBS.items():
+        keys = partitions_of[source].get_partition_keys()
+        params = {
+            "selector": {"partitionSetName": f"{job}_partition_set", "repositorySelector": repository},
+            "partitionNames": keys,
+            "title": "demo: first load",
+        }
+        result = _graphql(ui_port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise DemoError(f"backfill of {job} refused: {result.get('message')}")
+        backfill_ids.append(result["backfillId"])
+        print(f"{source}: backfill {result['backfillId']} of {job}, partitions {', '.join(keys)}")
+    for job in SNAPSHOT_JOBS:
+        params = {"selector": {**repository, "jobName": job}, "runConfigData": {}}
+        result = _graphql(ui_port, LAUNCH_RUN, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise DemoError(f"run of {job} refused: {result.get('message')}")
+        run_ids.append(result["run"]["runId"])
+        print(f"{job}: run {result['run']['runId']} queued")
+    return backfill_ids, run_ids
+
+
+def wait_for_runs(backfill_ids: list[str], run_ids: list[str]) -> list[str]:
+    """Wait until the first load's backfills and runs are done (not the runs that schedules and
+    sensors start meanwhile); returns its failed runs."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    last = ""
+    with DagsterInstance.get() as instance:
+        while True:
+            open_backfills = [
+                b for b in backfill_ids if instance.get_backfill(b).status == BulkActionStatus.REQUESTED
+            ]
+            runs = [
+                *instance.get_runs(RunsFilter(run_ids=run_ids)),
+                *(r for b in backfill_ids for r in instance.get_runs(RunsFilter.for_backfill(b))),
+            ]
+            done = [r for r in runs if r.is_finished]
+            failed = [r for r in done if r.status != DagsterRunStatus.SUCCESS]
+            line = f"first load: {len(done) - len(failed)} runs succeeded, {len(failed)} failed, {len(runs) - len(done)} queued or running"
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if not open_backfills and len(done) == len(runs):
+                return [
+                    f"{r.job_name} {r.tags.get('dagster/partition', '')} (run {r.run_id}, {r.status.value})"
+                    for r in failed
+                ]
+            time.sleep(2)
+
+
+def print_row_counts(url: str) -> None:
     import psycopg
+    from psycopg import sql
 
-    with psycopg.connect(os.environ["WAREHOUSE_URL"]) as conn:
+    with psycopg.connect(url) as conn:
         tables = conn.execute(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-            "WHERE table_schema IN ('raw', 'core') AND table_type = 'BASE TABLE' ORDER BY 1"
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('raw', 'core') AND table_type = 'BASE TABLE' ORDER BY 1, 2"
         ).fetchall()
         print("\nrows per table:")
-        for (table,) in tables:
-            schema, name = table.split(".")
-            from psycopg import sql
-
+        for schema, name in tables:
             n = conn.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))
-            ).fetchone()[0]
-            print(f"  {table:<40} {n:>10,}")
+            ).fetchone()
+            print(f"  {schema + '.' + name:<40} {n[0]:>10,}")
 
 
-def stop() -> None:
-    if SIM_PID.exists():
-        try:
-            os.killpg(int(SIM_PID.read_text()), signal.SIGTERM)
-            print("simulator: stopped")
-        except ProcessLookupError:
-            pass
-        SIM_PID.unlink()
-    import pgserver
+# -- the command -------------------------------------------------------------------------------
 
-    if (embedded_dir() / "postmaster.pid").exists():
-        pgserver.get_server(embedded_dir(), cleanup_mode="stop").cleanup()
-        print("embedded PostgreSQL: stopped")
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--stop", action="store_true", help="stop every service of the demo")
+    action.add_argument("--start", action="store_true", help="start the services on the data already loaded")
+    for key, (flag, variable, default) in PORTS.items():
+        what = {"sim": "simulator", "ui": "Dagster webserver", "pg": "PostgreSQL TCP"}[key]
+        parser.add_argument(flag, dest=f"{key}_port", type=int, help=f"{what} port ({variable}; {default})")
+    parser.add_argument("--port", dest="sim_port", type=int, help=argparse.SUPPRESS)  # the old flag
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     # Dagster's supersession notices and pgserver's runtime-dir notice are for developers.
     warnings.filterwarnings("ignore")
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
-    parser.add_argument("--port", type=int, default=SIM_PORT, help="simulator port")
-    parser.add_argument("--stop", action="store_true", help="stop the simulator and the embedded PostgreSQL")
-    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, piped or not
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    ports = choose_ports(args, settings.get("ports", {}))
     if args.stop:
-        stop()
+        left = stop(ports)
+        if left:
+            raise DemoError(f"ports still taken after stopping: {', '.join(left)}")
+        print("demo stopped; its data stays in .demo/ (start again with --start)")
         return
-    start_simulator(args.port)
-    env = demo_environment(args.port)
+    if args.start and not settings.get("loaded"):
+        raise DemoError("nothing to start yet: run `python -m pipelines.demo` first")
+
+    first_dates = settings.get("start_dates") or start_dates(today_per_source())
+    env = demo_environment(ports, first_dates)
     os.environ.update(env)
-    STATE_DIR.mkdir(exist_ok=True)
-    ENV_FILE.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    settings.update(ports=ports, start_dates=first_dates)
+    save_settings(settings)
+    write_env_file(env)
     write_instance_config()
-    print(f"warehouse: embedded PostgreSQL in {embedded_dir()}")
-    materialize_recent()
-    print_row_counts()
+    start_services(ports, env)
+
+    if settings.get("loaded"):
+        print("data already loaded: not pulling again (the schedules take it from here)")
+    else:
+        failed = wait_for_runs(*launch_initial_loads(ports["ui"]))
+        settings["loaded"] = True
+        save_settings(settings)
+        print_row_counts(env["WAREHOUSE_URL"])
+        if failed:
+            print("\nfailed runs (see the UI):\n  " + "\n  ".join(failed))
+    env_file = ENV_FILE.relative_to(Path.cwd()) if ENV_FILE.is_relative_to(Path.cwd()) else ENV_FILE
     print(
-        "\nOpen the Dagster UI on the same warehouse and simulator:\n"
-        f"  . {ENV_FILE.relative_to(Path.cwd()) if ENV_FILE.is_relative_to(Path.cwd()) else ENV_FILE}"
-        " && .venv/bin/dagster dev   # then http://127.0.0.1:3000\n"
-        "Query the warehouse:\n"
-        f'  . {ENV_FILE} && .venv/bin/python -c "import os, psycopg; '
-        "print(psycopg.connect(os.environ['WAREHOUSE_URL']).execute('select count(*) from core.fact_crm_call').fetchone())\"\n"
-        "Stop the background simulator and PostgreSQL: .venv/bin/python -m pipelines.demo --stop"
+        f"\nRunning: open {env['DAGSTER_UI_URL']} (schedules and sensors are on).\n"
+        f"Query the warehouse:  . {env_file} && psql\n"
+        f"Stop everything:      {sys.executable} -m pipelines.demo --stop   (--start brings it back)"
     )
 
 

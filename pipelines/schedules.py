@@ -44,7 +44,7 @@ def recent_partitions_schedule(
         cron_schedule=cron_schedule,
         execution_timezone=partitions_def.timezone,
         name=name or f"{job.name}_schedule",
-        default_status=DefaultScheduleStatus.STOPPED,
+        default_status=DefaultScheduleStatus.RUNNING,
         description=f"Refreshes the open partition and the {lookback - 1} before it.",
     )
     def _schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:

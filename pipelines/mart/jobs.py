@@ -29,11 +29,11 @@ SCHEDULES = [
         job=mart_job,
         cron_schedule="50 * * * *",
         execution_timezone=assets.reporting_daily.timezone,
-        default_status=DefaultScheduleStatus.STOPPED,
+        default_status=DefaultScheduleStatus.RUNNING,
     ),
     # The day that just closed, once its late records are in.
     build_schedule_from_partitioned_job(
-        mart_daily_kpis_job, hour_of_day=2, minute_of_hour=0, default_status=DefaultScheduleStatus.STOPPED
+        mart_daily_kpis_job, hour_of_day=2, minute_of_hour=0, default_status=DefaultScheduleStatus.RUNNING
     ),
 ]
 JOBS = [mart_job, mart_daily_kpis_job]

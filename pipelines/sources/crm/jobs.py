@@ -2,6 +2,7 @@
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     Definitions,
     ScheduleDefinition,
     define_asset_job,
@@ -24,10 +25,18 @@ SCHEDULES = [
     # Today's and yesterday's day, every hour at :10.
     recent_partitions_schedule(crm_facts_job, crm_daily, "10 * * * *", lookback=2),
     ScheduleDefinition(
-        job=crm_dimensions_job, cron_schedule="20 3 * * *", execution_timezone=crm_daily.timezone
+        job=crm_dimensions_job,
+        cron_schedule="20 3 * * *",
+        execution_timezone=crm_daily.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
     ),
     # The search lists only recent calls: pull hourly so none ages out unseen.
-    ScheduleDefinition(job=crm_ivr_job, cron_schedule="30 * * * *", execution_timezone=crm_daily.timezone),
+    ScheduleDefinition(
+        job=crm_ivr_job,
+        cron_schedule="30 * * * *",
+        execution_timezone=crm_daily.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+    ),
 ]
 JOBS = [crm_facts_job, crm_dimensions_job, crm_ivr_job]
 

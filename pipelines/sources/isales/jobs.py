@@ -3,6 +3,7 @@
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     Definitions,
     ScheduleDefinition,
     define_asset_job,
@@ -28,7 +29,10 @@ SCHEDULES = [
     # The open week and the previous one (late records), every hour at :15.
     recent_partitions_schedule(isales_api_calls_job, isales_weekly, "15 * * * *", lookback=2),
     ScheduleDefinition(
-        job=isales_file_servers_job, cron_schedule="40 3 * * *", execution_timezone=isales_weekly.timezone
+        job=isales_file_servers_job,
+        cron_schedule="40 3 * * *",
+        execution_timezone=isales_weekly.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
     ),
 ]
 JOBS = [isales_api_calls_job, isales_file_servers_job]

@@ -41,7 +41,7 @@ refresh_open_month = recent_partitions_schedule(
     cron_schedule="0 2 1-3 * *",
     execution_timezone=pushlog_monthly.timezone,
     name="pushlog_closed_month_final_pull",
-    default_status=DefaultScheduleStatus.STOPPED,
+    default_status=DefaultScheduleStatus.RUNNING,
     description="The final, complete pull of the month that just closed (days 1-3 until it is done).",
 )
 def final_pull_schedule(

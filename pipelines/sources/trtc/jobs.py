@@ -7,6 +7,7 @@ schedule (not only after materializations) escalates when pulls stop.
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     Definitions,
     ScheduleDefinition,
     define_asset_job,
@@ -33,7 +34,10 @@ SCHEDULES = [
     # The open week and the previous one (late records, and Monday's just-closed week) hourly.
     recent_partitions_schedule(trtc_calls_job, trtc_weekly, "5 * * * *", lookback=2),
     ScheduleDefinition(
-        job=trtc_retention_watch_job, cron_schedule="35 * * * *", execution_timezone=trtc_weekly.timezone
+        job=trtc_retention_watch_job,
+        cron_schedule="35 * * * *",
+        execution_timezone=trtc_weekly.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
     ),
 ]
 JOBS = [trtc_calls_job, trtc_retention_watch_job]
