@@ -235,7 +235,9 @@ def build_alert_sensors(assets: Sequence[object]) -> list[SensorDefinition]:
             (
                 record
                 for event_type in _CHECK_EVENT_TYPES
-                for record in instance.get_event_records(
+                # The instance's method is deprecated for 2.0 with no replacement for these event
+                # types; its storage's is the one it wraps.
+                for record in instance.event_log_storage.get_event_records(
                     EventRecordsFilter(event_type=event_type, after_cursor=after),
                     limit=EVENTS_PER_TICK,
                     ascending=True,
