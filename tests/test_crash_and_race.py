@@ -115,15 +115,21 @@ def test_a_worker_killed_mid_load_leaves_the_warehouse_as_it_was_and_a_rerun_com
 
         def mid_load() -> bool:
             assert worker.poll() is None, "the worker ended before it could be killed"
-            # Its batch statement done, rows written, waiting for the stalled page.
+            if served.state.requests["crm /v1/callLogs"] < 13:  # not yet at the stalled page
+                return False
+            # Its first batch (1,000 records) written and the statement done: either held in
+            # its open transaction (rows locked) or, were batches committed, visible.
             row = db.execute(
-                "SELECT count(DISTINCT l.relation::regclass) FROM pg_stat_activity a "
+                "SELECT count(DISTINCT l.relation) FROM pg_stat_activity a "
                 "JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.mode = 'RowExclusiveLock' "
                 "WHERE a.application_name = %s AND a.state = 'idle in transaction' "
                 "AND l.relation IN ('raw.crm_call'::regclass, 'core.fact_crm_call'::regclass)",
                 (VICTIM,),
             ).fetchone()
-            return row[0] == 2
+            visible = db.execute(
+                "SELECT count(*) FROM raw.crm_call WHERE fetched_at > %s", (loaded_at,)
+            ).fetchone()
+            return row[0] == 2 or visible[0] > 0
 
         wait_for(mid_load, "the worker to write its first batch")
         os.killpg(worker.pid, signal.SIGKILL)
