@@ -51,6 +51,8 @@ DESCRIPTIONS = {
     "no_rejects": "Every record of the pull could be typed into core (else see raw.rejects).",
     "required_not_null": "Columns the vendor documents as not-null are filled.",
     "known_enums": "Coded columns hold only documented values.",
+    "unexpected_fields": "The window's raw records carry no field the source's field list does not name "
+    "(a new vendor field is kept in raw; map it or list it as untyped).",
     "no_mass_disappearance": "A complete pull marked at most <SOURCE>_MAX_GONE_SHARE (default 20 %) of the "
     "window's rows gone, and none when it returned nothing; otherwise it marked none and fails here.",
 }
@@ -83,6 +85,39 @@ def no_mass_disappearance(
             ),
         },
         description="; ".join(r.describe(source, span) for r in refusals) or None,
+    )
+
+
+def unexpected_fields(
+    conn: psycopg.Connection, landings: Mapping[str, tuple[Sequence[str], Sequence[str] | None]]
+) -> AssetCheckResult:
+    """WARN when raw records of the run's partitions carry top-level keys their source does
+    not name: ``landings`` maps a raw table to (its partition keys, its known fields; None
+    when the source declares none). Only the keys and their counts are reported, never values."""
+    found: dict[str, dict[str, int]] = {}
+    undeclared: list[str] = []
+    for raw_table, (partition_keys, known) in sorted(landings.items()):
+        if known is None:
+            undeclared.append(raw_table)
+            continue
+        query = sql.SQL(
+            "SELECT k, count(*) FROM {raw} r CROSS JOIN LATERAL jsonb_object_keys("
+            "CASE WHEN jsonb_typeof(r.record) = 'object' THEN r.record ELSE '{{}}'::jsonb END) AS k "
+            "WHERE r.partition_key = ANY(%s) AND NOT (k = ANY(%s)) GROUP BY k ORDER BY 2 DESC, 1 LIMIT 20"
+        ).format(raw=qualified_ident(raw_table))
+        rows = conn.execute(query, (list(partition_keys), list(known))).fetchall()
+        if rows:
+            found[raw_table] = {key: int(n) for key, n in rows}
+    metadata: dict[str, Any] = {"unexpected_fields": MetadataValue.json(found)}
+    if undeclared:
+        metadata["fields_not_declared"] = ", ".join(undeclared)
+    described = "; ".join(f"{table}: {', '.join(keys)}" for table, keys in found.items())
+    return AssetCheckResult(
+        check_name="unexpected_fields",
+        passed=not found,
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=f"fields no document names (kept in raw): {described}" if found else None,
     )
 
 

@@ -199,6 +199,7 @@ class TableChecks:
     enums: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     reconcile: bool = False  # the API reports a total to compare with
     duplicates: bool = True  # count the keys the pull returned more than once
+    drift: bool = True  # report raw fields the source's field list does not name
 
     @property
     def names(self) -> list[str]:
@@ -209,6 +210,8 @@ class TableChecks:
             names.append("required_not_null")
         if self.enums:
             names.append("known_enums")
+        if self.drift:
+            names.append("unexpected_fields")
         return [*names, "no_mass_disappearance"]
 
     def evaluate(
@@ -230,8 +233,20 @@ class TableChecks:
         )
         results += [not_null] if self.not_null else []
         results += [enums] if self.enums else []
+        if self.drift:
+            results.append(checks.unexpected_fields(conn, _landings(run)))
         results.append(checks.no_mass_disappearance(total, source, run.window))
         return rows, results
+
+
+def _landings(run: IngestRun) -> dict[str, tuple[list[str], tuple[str, ...] | None]]:
+    """Per raw table of the run: its partition keys and the fields its spec names."""
+    out: dict[str, tuple[list[str], tuple[str, ...] | None]] = {}
+    for item in run.loaded:
+        spec = item.load.spec
+        keys, _ = out.setdefault(spec.raw_table, ([], spec.known_fields))
+        keys.append(item.load.partition_key)
+    return out
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class CoreTarget:
     # limiting what ``finish`` may remove or mark gone, when one table is loaded in several
     # scopes: e.g. ``vdn_id = %(vdn_id)s`` so one VDN's pull never prunes another's rows.
     scope_sql: str | None = None
+    # The record's top-level JSON keys the SELECTs read (None: not declared). A key outside
+    # every target's list is one no document names: kept in raw, reported by a check.
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ class SourceSpec:
     records_path: tuple[str, ...]  # path of the record array inside a page body
     key_sql: str  # SQL over ``rec`` giving the natural key as text
     targets: tuple[CoreTarget, ...]
+    # Keys the vendor documents but no target types (kept in raw only): not drift.
+    untyped_fields: tuple[str, ...] = ()
+
+    @property
+    def known_fields(self) -> tuple[str, ...] | None:
+        """The record's top-level keys the vendor documents (None: a target did not say)."""
+        if any(t.fields is None for t in self.targets):
+            return None
+        return tuple(sorted({*self.untyped_fields, *(f for t in self.targets for f in t.fields or ())}))
 
 
 @dataclass

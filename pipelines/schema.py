@@ -11,7 +11,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
 from pipelines.loader import CoreTarget
-from pipelines.typed_select import Spec, columns_of, typed_select
+from pipelines.typed_select import Field, Spec, columns_of, typed_select
 
 # Written by the loader itself, never by a normalizer.
 BOOKKEEPING = ("_loaded_at", "_gone_at")
@@ -60,10 +60,12 @@ def core_target(
     time_column: str | None = None,
     on_missing: Literal["mark_gone", "keep"] = "mark_gone",
     scope_sql: str | None = None,
+    reads: Sequence[Spec] | None = None,
 ) -> CoreTarget:
     """The load target of ``table``: columns and key from the model, the SELECTs generated
     from ``specs`` (or, for a SELECT built over another one, given with the ``written``
-    columns). Raises ``ModelMismatch`` when the two disagree."""
+    columns, and ``reads``: the fields it reads). Raises ``ModelMismatch`` when the two disagree."""
+    read = specs if specs is not None else reads
     if specs is not None:
         written = columns_of(specs)
         select_sql = typed_select(specs, fast=False, rows_from=rows_from)
@@ -80,7 +82,15 @@ def core_target(
         time_column=time_column,
         on_missing=on_missing,
         scope_sql=scope_sql,
+        fields=None if read is None else _top_level_keys(read, rows_from),
     )
+
+
+def _top_level_keys(specs: Sequence[Spec], rows_from: str | None) -> tuple[str, ...]:
+    """The record's keys a SELECT over ``specs`` reads (an element's fields live inside
+    ``rows_from``)."""
+    keys = {s.json for s in specs if isinstance(s, Field) and not s.element}
+    return tuple(sorted(keys | ({rows_from} if rows_from else set())))
 
 
 def _type_name(column: Any) -> str:

@@ -116,6 +116,7 @@ def test_open_month_full_then_incremental_then_closed_month_final(
         "no_rejects": (True, "WARN"),
         "required_not_null": (True, "WARN"),
         "known_push_types": (True, "WARN"),
+        "unexpected_fields": (True, "WARN"),
         "no_mass_disappearance": (True, "ERROR"),
     }
     assert ids(db) == visible_ids(simulator, T1)

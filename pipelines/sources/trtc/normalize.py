@@ -61,6 +61,7 @@ CALLS = SourceSpec(
             select_sql=_callees(typed_select(CALL_FIELDS, fast=False)),
             fast_select_sql=_callees(typed_select(CALL_FIELDS, fast=True)),
             written=("sdk_app_id", "call_id", "callee", "started_at", "is_caller"),
+            reads=CALL_FIELDS,
             time_column="started_at",
         ),
     ),
