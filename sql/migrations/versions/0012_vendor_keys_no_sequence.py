@@ -41,5 +41,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     for schema, table, column in KEYS:
         sequence = f"{schema}.{table}_{column}_seq"
-        op.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence} OWNED BY {schema}.{table}.{column}")
+        op.execute(f"CREATE SEQUENCE IF NOT EXISTS {sequence}")
+        # OWNED BY needs the table's owner (loader, since 0011) to own the sequence too.
+        op.execute(
+            f"DO $$ BEGIN EXECUTE format('ALTER SEQUENCE {sequence} OWNER TO %I', "
+            f"(SELECT tableowner FROM pg_tables WHERE schemaname = '{schema}' AND tablename = '{table}')); END $$"
+        )
+        op.execute(f"ALTER SEQUENCE {sequence} OWNED BY {schema}.{table}.{column}")
         op.execute(f"ALTER TABLE {schema}.{table} ALTER COLUMN {column} SET DEFAULT nextval('{sequence}')")
