@@ -209,8 +209,10 @@ def test_after_the_vendor_forgets_part_of_the_week_nothing_is_lost_or_overwritte
     evaluation = next(
         e for e in second.get_asset_check_evaluations() if e.check_name == "within_vendor_retention"
     )
-    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    # Routine: the expired start of the week was landed by the earlier pull, and is kept.
+    assert evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
     assert "past the vendor's 7-day retention" in evaluation.description
+    assert "pulled earlier are kept unchanged" in evaluation.description
     warnings = [
         e.user_message
         for e in instance.all_logs(second.run_id)
@@ -267,8 +269,18 @@ def test_a_week_wholly_past_retention_requests_nothing_and_touches_nothing(clock
     meta = metadata(result, "core/fact_trtc_call")
     assert simulator.state.requests[f"trtc {PATH}"] == 0 and meta["requests"] == 0
     assert meta["requested_range"] == "none" and meta["rows_kept_from_earlier_pulls"] == before[0]
-    assert not checks(result)["within_vendor_retention"]
+    assert checks(result)["within_vendor_retention"]  # all of it was pulled while the vendor held it
     assert db.execute(SNAPSHOT, (WEEK, END)).fetchone() == before
+
+
+def test_a_first_pull_after_part_of_the_week_expired_warns_that_those_calls_are_lost(clock, res) -> None:  # noqa: ANN001
+    clock.set(WEEK + timedelta(days=10))
+    result = run(res)
+    evaluation = next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "within_vendor_retention"
+    )
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    assert "cannot be fetched any more" in evaluation.description
 
 
 def test_many_pages_never_trip_the_200_per_second_limit(clock, simulator, sim, warehouse_url) -> None:  # noqa: ANN001
