@@ -68,19 +68,19 @@ def _at(day: date, hours: float) -> float:
     return (datetime(day.year, day.month, day.day, tzinfo=SHANGHAI) + timedelta(hours=hours)).timestamp()
 
 
-def _months_back(first: date, n: int) -> list[date]:
-    out, y, m = [], first.year, first.month
-    for _ in range(n):
-        out.append(date(y, m, 1))
-        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
-    return out
+def partitions(source: Source, n: int) -> list[date]:
+    """The source's latest ``n`` partitions up to its plan's last; fewer when the definition
+    (``<SOURCE>_START_DATE``, 2026-09-01 by default) holds fewer."""
+    keys = source.assets[0].partitions_def.get_partition_keys()
+    last = PLANS[source.name].last.isoformat()
+    return [date.fromisoformat(k) for k in keys if k <= last][-n:]
 
 
 @dataclass(frozen=True)
 class Plan:
     """A source's partitions, and for each the simulator's clock early (open) and final (closed)."""
 
-    partitions: Callable[[int], list[date]]
+    last: date  # the latest partition the soak loads; it walks back from it
     early: Callable[[date], float]
     final: Callable[[date], float]
     volume: Callable[[int], int]  # records a partition -> the simulator's volume setting
@@ -92,25 +92,25 @@ def _next_month(d: date) -> date:
 
 PLANS = {
     "crm": Plan(
-        lambda n: [date(2026, 11, 20) - timedelta(days=i) for i in range(n)],
+        date(2026, 11, 20),
         lambda d: _at(d, 14),
         lambda d: _at(d, 36),
         lambda v: max(1, v),
     ),
     "isales": Plan(
-        lambda n: [date(2026, 11, 9) - timedelta(weeks=i) for i in range(n)],
+        date(2026, 11, 16),
         lambda d: _at(d, 3 * 24 + 12),
         lambda d: _at(d, 11 * 24 + 20),
         lambda v: max(1, v // 7),
     ),
     "pushlog": Plan(
-        lambda n: _months_back(date(2026, 10, 1), n),
+        date(2026, 11, 1),
         lambda d: _at(d, 15 * 24),
         lambda d: _at(_next_month(d), 9 * 24),
         lambda v: max(1, v // 30),
     ),
     "trtc": Plan(
-        lambda n: [date(2026, 11, 9) - timedelta(weeks=i) for i in range(n)],
+        date(2026, 11, 16),
         lambda d: _at(d, 3 * 24),
         lambda d: _at(d, 6 * 24 + 12),
         lambda v: max(1, v // 7),
@@ -125,6 +125,7 @@ class Report:
     volume: int
     loads: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    faults_fired: int = 0  # armed faults the pulls met (one on a later page of a one-page pull never fires)
     retries: int = 0
     deletions: int = 0
     late_reloads: int = 0
@@ -211,16 +212,20 @@ def soak(
         def clock(at: float) -> None:
             simulator.state.clock.set(now=at, auth_wall=True)  # signatures: the wall clock
 
-        def load(source: Source, partition: date, what: str) -> None:
+        def load(
+            source: Source, partition: date, what: str, armed: Fault | None = None, armed_name: str = ""
+        ) -> None:
             ok, meta, error = _load(source, partition)
             report.loads += 1
             report.retries += int(meta.get("retries", 0) or 0)
             if not ok:
                 report.failures.append(f"{source.name} {partition} {what}: {error[:1000]}")
+            if armed is not None and armed.times < FAULTS[armed_name].times:  # the board counts it down
+                report.faults_fired += 1
             simulator.state.faults.clear()  # an unspent fault (a one-page answer) ends here
 
         env.mp.setenv("WAREHOUSE_URL", soak_url)
-        steps = [(s, p) for s in SOURCES for p in PLANS[s.name].partitions(partitions_per_source)]
+        steps = [(s, p) for s in SOURCES for p in partitions(s, partitions_per_source)]
         rnd.shuffle(steps)
         deleted: dict[str, set[str]] = {s.name: set() for s in SOURCES}
         with psycopg.connect(soak_url, autocommit=True) as db:
@@ -228,11 +233,14 @@ def soak(
                 plan, table = PLANS[source.name], TABLES[source.name]
                 late = rnd.random() < late_share
                 clock(plan.early(partition) if late else plan.final(partition))
+                fault, name = None, ""
                 if rnd.random() < fault_share:
                     name = rnd.choice(sorted(FAULTS))
                     report.faults[name] = report.faults.get(name, 0) + 1
-                    simulator.state.faults.arm(source.fault_endpoint, Fault(**vars(FAULTS[name])))
-                load(source, partition, "first load")
+                    # on the first request or on a later page (mid-pagination)
+                    fault = Fault(**{**vars(FAULTS[name]), "after": rnd.choice([0, 1])})
+                    simulator.state.faults.arm(source.fault_endpoint, fault)
+                load(source, partition, "first load", fault, name)
                 if late:
                     clock(plan.final(partition))
                     report.late_reloads += 1
@@ -255,7 +263,7 @@ def soak(
         # The truth: every partition walked again, no faults, at its final clock.
         env.mp.setenv("WAREHOUSE_URL", truth_url)
         for source in SOURCES:
-            for partition in PLANS[source.name].partitions(partitions_per_source):
+            for partition in partitions(source, partitions_per_source):
                 clock(PLANS[source.name].final(partition))
                 ok, _, error = _load(source, partition)
                 if not ok:
