@@ -129,6 +129,7 @@ class Report:
     retries: int = 0
     deletions: int = 0
     late_reloads: int = 0
+    late_records: int = 0  # records a late reload found that the partition's earlier load had not
     failures: list[str] = field(default_factory=list)
     # per fact table: rows, live, gone, served (truth), and what did not reconcile
     tables: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -170,6 +171,11 @@ def _load(source: Source, partition: date) -> tuple[bool, dict, str]:
 def _keys(db: psycopg.Connection, table: Table, where: str = "TRUE") -> list[str]:
     # The expressions are this module's constants, never input.
     return [k for (k,) in db.execute(f"SELECT {table.key} FROM {table.core} WHERE {where}")]  # noqa: S608
+
+
+def _partition_keys(db: psycopg.Connection, table: Table, partition: date) -> int:
+    query = f"SELECT count(DISTINCT record_key) FROM {table.raw} WHERE partition_key = %s"  # noqa: S608
+    return db.execute(query, (partition.isoformat(),)).fetchone()[0]
 
 
 def soak(
@@ -242,9 +248,11 @@ def soak(
                     simulator.state.faults.arm(source.fault_endpoint, fault)
                 load(source, partition, "first load", fault, name)
                 if late:
+                    before = _partition_keys(db, table, partition)
                     clock(plan.final(partition))
                     report.late_reloads += 1
                     load(source, partition, "late reload")
+                    report.late_records += _partition_keys(db, table, partition) - before
                 if rnd.random() < delete_share:
                     live = db.execute(
                         f"SELECT {table.key}, {table.vendor_id} FROM {table.core} "  # noqa: S608
