@@ -174,7 +174,8 @@ def _keys(db: psycopg.Connection, table: Table, where: str = "TRUE") -> list[str
 
 
 def _partition_keys(db: psycopg.Connection, table: Table, partition: date) -> int:
-    query = f"SELECT count(DISTINCT record_key) FROM {table.raw} WHERE partition_key = %s"  # noqa: S608
+    # raw's partition_key may carry a part after the partition (iSales: "<week>/vdn-<id>")
+    query = f"SELECT count(DISTINCT record_key) FROM {table.raw} WHERE split_part(partition_key, '/', 1) = %s"  # noqa: S608
     return db.execute(query, (partition.isoformat(),)).fetchone()[0]
 
 
@@ -257,7 +258,7 @@ def soak(
                     live = db.execute(
                         f"SELECT {table.key}, {table.vendor_id} FROM {table.core} "  # noqa: S608
                         f"WHERE _gone_at IS NULL AND {table.key} IN "
-                        f"(SELECT record_key FROM {table.raw} WHERE partition_key = %s)",
+                        f"(SELECT record_key FROM {table.raw} WHERE split_part(partition_key, '/', 1) = %s)",
                         (partition.isoformat(),),
                     ).fetchall()
                     n = min(3, int(len(live) * DELETE_SHARE))
