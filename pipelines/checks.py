@@ -242,24 +242,3 @@ def window_checks(
             metadata={"unknown_values": MetadataValue.json(unknown)},
         ),
     )
-
-
-def required_not_null(
-    conn: psycopg.Connection,
-    table: str,
-    columns: Sequence[str],
-    time_column: str | None,
-    window: tuple[datetime, datetime] | None,
-) -> AssetCheckResult:
-    return window_checks(conn, table, columns, {}, time_column, window)[1]
-
-
-def known_enums(
-    conn: psycopg.Connection,
-    table: str,
-    allowed: Mapping[str, Sequence[Any]],
-    time_column: str | None,
-    window: tuple[datetime, datetime] | None,
-) -> AssetCheckResult:
-    """Lists, per column, values outside the documented set (NULL is not a value)."""
-    return window_checks(conn, table, (), allowed, time_column, window)[2]

@@ -31,6 +31,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
 )
+from psycopg import sql
 from pydantic import Field as ConfigField
 
 from pipelines import checks
@@ -421,9 +422,7 @@ def _raw_fetch(reader: psycopg.AsyncConnection, spec: SourceSpec, partition_key:
     return fetch
 
 
-def _raw_query(raw_table: str) -> Any:
-    from psycopg import sql
-
+def _raw_query(raw_table: str) -> sql.Composed:
     return sql.SQL("SELECT record::text FROM {} WHERE partition_key = %s ORDER BY record_key").format(
         qualified_ident(raw_table)
     )

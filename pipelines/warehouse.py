@@ -37,7 +37,8 @@ def embedded_url(data_dir: Path | None = None) -> str:
     """Start (or join) the embedded PostgreSQL of the ``pgserver`` wheel and return its URL.
 
     The server outlives this process (cleanup_mode=None) so the Dagster UI, later runs and
-    ``psql`` all see the same warehouse; it stops with ``python -m pipelines.demo --stop``.
+    ``psql`` all see the same warehouse. The demo runs its own in ``.demo/warehouse`` and stops it
+    with ``python -m pipelines.demo --stop``; stop any other with ``pg_ctl -D <its directory> stop``.
     """
     import pgserver
 

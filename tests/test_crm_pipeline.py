@@ -277,7 +277,9 @@ def test_unknown_enum_values_are_listed(env, warehouse_url, db) -> None:  # noqa
     with psycopg.connect(warehouse_url) as conn:
         from pipelines import checks as shared
 
-        outcome = shared.known_enums(conn, "core.fact_crm_call", crm.CALLS.table.enums, "created_at", WINDOW)
+        _, _, outcome = shared.window_checks(
+            conn, "core.fact_crm_call", (), crm.CALLS.table.enums, "created_at", WINDOW
+        )
     assert outcome.passed is False
     assert outcome.metadata["unknown_values"].value == {"result": {"9": 1}}
 
