@@ -3,8 +3,9 @@ brought to the migrations' head before anything loads."""
 
 from __future__ import annotations
 
-import ast
+import functools
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -127,32 +128,35 @@ def sqlalchemy_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
+# ``revision: str = "0011"``, ``down_revision: str | None = None`` or ``= ("0003", "0004")``:
+# the only shapes the version files use (Alembic's template writes them so).
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]+)?=\s*(.+?)\s*$", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
+
+
+@functools.cache
 def _script_heads() -> frozenset[str] | None:
     """The migrations' heads, read from the version files' ``revision`` and
-    ``down_revision`` assignments without importing them; None if a file is not understood."""
+    ``down_revision`` lines without importing them; None if a file is not understood.
+
+    Read with a regular expression, once per process: CPython 3.11's ``ast.parse`` keeps its
+    recursion counter in global state, and two threads parsing at once (this and, say, a
+    traceback's caret anchors in another thread) fail with "AST constructor recursion depth
+    mismatch"."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
-        values: dict[str, object] = {}
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            target = node.target if isinstance(node, ast.AnnAssign) else None
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value:
-                try:
-                    values[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    return None
-        revision, down = values.get("revision"), values.get("down_revision")
-        if not isinstance(revision, str):
+        values = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        revision, down = values.get("revision", ""), values.get("down_revision", "")
+        named = _QUOTED.findall(revision)
+        if len(named) != 1 or not down:
             return None
-        revisions.add(revision)
-        if isinstance(down, str):
-            parents.add(down)
-        elif isinstance(down, tuple | list) and all(isinstance(d, str) for d in down):
-            parents.update(down)
-        elif down is not None:
-            return None
+        revisions.add(named[0])
+        if down != "None":
+            down_names = _QUOTED.findall(down)
+            if not down_names:
+                return None
+            parents.update(down_names)
     return frozenset(revisions - parents) or None
 
 
