@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         subprocess_server(["--volume", str(args.volume), "--latency-ms", "0"], port=port) as root,
         tempfile.TemporaryDirectory() as home,
     ):
-        from pipelines.launcher import dagster_pg_url
-        from pipelines.warehouse import PROJECT_ROOT
+        from pipelines.deploy.instance import INSTANCE_CONFIG, dagster_pg_url
+        from pipelines.lib.warehouse import PROJECT_ROOT
         from simulator.app import Simulator
 
         dagster_db = f"dagster_bench_{os.getpid()}"
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             "CRM_RATE_PER_S": "200",  # the simulator has no rate limit of its own
         }
         os.environ.update(env)
-        Path(home, "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+        Path(home, "dagster.yaml").write_text(INSTANCE_CONFIG.read_text())
         print(f"warehouse: {pg_desc}; simulator {root}, {args.volume} calls/day", file=sys.stderr)
 
         command = [

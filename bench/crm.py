@@ -143,7 +143,7 @@ class Meter:
 
 
 def _crm_resource(cfg: dict) -> Any:
-    from pipelines.sources.crm.client import CrmResource
+    from pipelines.defs.sources.crm.client import CrmResource
 
     return CrmResource(
         base_url=cfg["base_url"],
@@ -155,7 +155,7 @@ def _crm_resource(cfg: dict) -> Any:
 
 
 def _window(day: str) -> tuple[datetime, datetime]:
-    from pipelines.sources.crm.partitions import crm_daily
+    from pipelines.defs.sources.crm.partitions import crm_daily
 
     w = crm_daily.time_window_for_partition_key(day)
     return w.start, w.end
@@ -310,7 +310,7 @@ class _SqlTimer:
 
         psycopg.AsyncCursor.execute = timed_execute  # type: ignore[method-assign]
 
-        from pipelines.loader import PartitionLoad
+        from pipelines.lib.loader import PartitionLoad
 
         add, flush = PartitionLoad.add, PartitionLoad.flush
 
@@ -379,8 +379,8 @@ def _e2e_dagster(cfg: dict, meter: Meter) -> dict[str, Any]:
     """``dagster.materialize`` of the asset, in process, on an ephemeral instance."""
     from dagster import DagsterInstance, materialize
 
-    from pipelines.sources.crm.assets import fact_crm_call
-    from pipelines.warehouse import WarehouseResource
+    from pipelines.defs.sources.crm.assets import fact_crm_call
+    from pipelines.lib.warehouse import WarehouseResource
 
     with DagsterInstance.ephemeral() as instance, meter:
         result = materialize(
@@ -398,9 +398,9 @@ def _e2e_dagster(cfg: dict, meter: Meter) -> dict[str, Any]:
 
 def _e2e_direct(cfg: dict, meter: Meter) -> dict[str, Any]:
     """The asset body without Dagster: call_log_pages -> pump -> PartitionLoad."""
-    from pipelines.loader import PartitionLoad, pump
-    from pipelines.sources.crm import normalize
-    from pipelines.warehouse import WarehouseResource
+    from pipelines.lib.loader import PartitionLoad, pump
+    from pipelines.defs.sources.crm import normalize
+    from pipelines.lib.warehouse import WarehouseResource
 
     start, end = _window(cfg["day"])
     crm = _crm_resource(cfg)
@@ -439,7 +439,7 @@ def measure_e2e(cfg: dict) -> dict[str, Any]:
     import psycopg
 
     # Imported before the clock starts, as a code location has them loaded.
-    import pipelines.sources.crm.assets  # noqa: F401
+    import pipelines.defs.sources.crm.assets  # noqa: F401
 
     rss_before = _maxrss_mib()
     timer = profiler = explain = None
@@ -547,7 +547,7 @@ def fresh_database(admin_url: str, label: str, keep: bool = False) -> Iterator[s
     Every benchmark's measurements get one each."""
     import psycopg
 
-    from pipelines.warehouse import migrate
+    from pipelines.lib.warehouse import migrate
 
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -588,7 +588,7 @@ MEASUREMENTS = (
 def run_size(n: int, args: argparse.Namespace, admin_url: str, pg_pid: int | None) -> dict[str, Any]:
     """One simulator for size ``n``; each measurement in its own child and its own fresh
     migrated database; with --repeat, the rounds interleave and the best rate is kept."""
-    from pipelines.sources.crm.partitions import crm_daily
+    from pipelines.defs.sources.crm.partitions import crm_daily
     from simulator.server import free_port, subprocess_server
 
     tz = crm_daily.timezone

@@ -37,7 +37,7 @@ TABLE = "core/fact_isales_api_call"
 def _resource(cfg: dict) -> Any:
     """Built as tests/test_isales_pipeline.py does (from the simulator's environment, no
     client-side rate limit: the simulator has none)."""
-    from pipelines.sources.isales.client import ISalesResource
+    from pipelines.defs.sources.isales.client import ISalesResource
 
     env = cfg["env"]
     return ISalesResource(
@@ -53,7 +53,7 @@ def _resource(cfg: dict) -> Any:
 
 
 def _window(week: str) -> tuple[datetime, datetime]:
-    from pipelines.sources.isales.partitions import isales_weekly
+    from pipelines.defs.sources.isales.partitions import isales_weekly
 
     w = isales_weekly.time_window_for_partition_key(week)
     return w.start, w.end
@@ -61,7 +61,7 @@ def _window(week: str) -> tuple[datetime, datetime]:
 
 def measure_fetch(cfg: dict) -> dict[str, Any]:
     """Every page of every VDN through ``call_log_pages`` (VDN after VDN, as the asset does)."""
-    from pipelines.sources.isales.client import VdnPull
+    from pipelines.defs.sources.isales.client import VdnPull
 
     start, end = _window(cfg["week"])
     isales = _resource(cfg)
@@ -102,8 +102,8 @@ def measure_fetch(cfg: dict) -> dict[str, Any]:
 def measure_e2e(cfg: dict) -> dict[str, Any]:
     import psycopg
 
-    from pipelines.sources.isales.assets import fact_isales_api_call
-    from pipelines.warehouse import WarehouseResource
+    from pipelines.defs.sources.isales.assets import fact_isales_api_call
+    from pipelines.lib.warehouse import WarehouseResource
 
     rss_before = _maxrss_mib()
     meter = Meter(cfg)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.sources.isales.partitions import isales_weekly
+    from pipelines.defs.sources.isales.partitions import isales_weekly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             results["e2e"] = _in_child(measure_e2e, {**cfg, "url": e2e_url})
             note("  copy ...")
             with fresh_database(admin_url, "isales", args.keep) as copy_url:
-                from pipelines.sources.isales import normalize
+                from pipelines.defs.sources.isales import normalize
 
                 results["copy"] = _in_child(
                     measure_copy,

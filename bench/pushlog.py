@@ -52,7 +52,7 @@ PAGE = 500
 def _resource(cfg: dict) -> Any:
     """As tests/test_pushlog_pipeline.py builds it: from the simulator's environment, no
     client-side rate limit (the simulator has none); default concurrency (8 requests at once)."""
-    from pipelines.sources.pushlog.client import PushLogResource
+    from pipelines.defs.sources.pushlog.client import PushLogResource
 
     env = cfg["env"]
     return PushLogResource(
@@ -66,7 +66,7 @@ def _resource(cfg: dict) -> Any:
 
 
 def _window(month: str) -> tuple[datetime, datetime]:
-    from pipelines.sources.pushlog.partitions import pushlog_monthly
+    from pipelines.defs.sources.pushlog.partitions import pushlog_monthly
 
     w = pushlog_monthly.time_window_for_partition_key(month)
     return w.start, w.end
@@ -103,8 +103,8 @@ def measure_e2e(cfg: dict) -> dict[str, Any]:
     (``assets.utc_now``) is that instant, the simulator's frozen data clock."""
     import psycopg
 
-    from pipelines.sources.pushlog import assets
-    from pipelines.warehouse import WarehouseResource
+    from pipelines.defs.sources.pushlog import assets
+    from pipelines.lib.warehouse import WarehouseResource
 
     if cfg.get("now") is not None:
         frozen = datetime.fromtimestamp(cfg["now"], UTC)
@@ -145,7 +145,7 @@ def _previous_month(tz: str) -> str:
 
 
 def run_month(args: argparse.Namespace, cfg: dict, admin_url: str) -> dict[str, Any]:
-    from pipelines.sources.pushlog import normalize
+    from pipelines.defs.sources.pushlog import normalize
 
     month = cfg["month"] = args.month or _previous_month(cfg["tz"])
     days = _days(month)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.sources.pushlog.partitions import pushlog_monthly
+    from pipelines.defs.sources.pushlog.partitions import pushlog_monthly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 

@@ -52,7 +52,7 @@ SIM_LIMITED = "trtc rate_limited"  # simulator.trtc.RATE_LIMITED_KEY
 
 
 def _resource(cfg: dict) -> Any:
-    from pipelines.sources.trtc.client import TrtcResource
+    from pipelines.defs.sources.trtc.client import TrtcResource
 
     env = cfg["env"]
     extra = {k: cfg[k] for k in ("rate_per_s", "concurrency") if cfg.get(k) is not None}
@@ -66,8 +66,8 @@ def _resource(cfg: dict) -> Any:
 
 
 def _plan(cfg: dict) -> Any:
-    from pipelines.sources.trtc import plan
-    from pipelines.sources.trtc.partitions import trtc_weekly
+    from pipelines.defs.sources.trtc import plan
+    from pipelines.defs.sources.trtc.partitions import trtc_weekly
 
     w = trtc_weekly.time_window_for_partition_key(cfg["week"])
     return plan.plan_pull(w.start, w.end, cfg["now"])
@@ -76,7 +76,7 @@ def _plan(cfg: dict) -> Any:
 def measure_fetch(cfg: dict) -> dict[str, Any]:
     """Every page of the week's plan through ``TrtcClient.pages``; no database. Also the
     requests sent per second, second by second, to show the steady rate."""
-    from pipelines.sources.trtc.paging import Pull
+    from pipelines.defs.sources.trtc.paging import Pull
 
     trtc = _resource(cfg)
     pull = Pull(_plan(cfg))
@@ -118,8 +118,8 @@ def measure_fetch(cfg: dict) -> dict[str, Any]:
 def measure_e2e(cfg: dict) -> dict[str, Any]:
     import psycopg
 
-    from pipelines.sources.trtc import assets, plan
-    from pipelines.warehouse import WarehouseResource
+    from pipelines.defs.sources.trtc import assets, plan
+    from pipelines.lib.warehouse import WarehouseResource
 
     plan.vendor_now = lambda: cfg["now"]  # the simulator's frozen clock
     rss_before = _maxrss_mib()
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args(argv)
 
-    from pipelines.sources.trtc.partitions import trtc_weekly
+    from pipelines.defs.sources.trtc.partitions import trtc_weekly
     from simulator.app import Simulator
     from simulator.server import free_port, subprocess_server
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
                     week_out["e2e"] = _in_child(measure_e2e, {**cfg, "url": e2e_url})
                     note("  week: copy ...")
                     with fresh_database(admin_url, "trtc", args.keep) as copy_url:
-                        from pipelines.sources.trtc import normalize
+                        from pipelines.defs.sources.trtc import normalize
 
                         week_out["copy"] = _in_child(
                             measure_copy,

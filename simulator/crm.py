@@ -150,6 +150,8 @@ def env(settings: Settings, base_url: str) -> dict[str, str]:
         "CRM_SECRET_KEY": settings.secret_key,
         "CRM_TIMEZONE": settings.timezone,
         "CRM_AGENT_IDS": ",".join(str(a) for a in settings.agent_ids[:3]),
+        # The simulator enforces no CRM rate limit, so a client need not wait for one.
+        "CRM_RATE_PER_S": "200",
     }
 
 

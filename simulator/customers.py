@@ -8,7 +8,7 @@ their customers from these fixed lists:
   that are TRTC user ids too (written as ``+86...``, ``0086...`` or bare: apps store numbers in
   any form, the warehouse normalizes them).
 - ``APP_USERS``: TRTC user ids that are not numbers, with the phone number the operator knows
-  for each (the demo identity map, ``pipelines/mart/demo_customer_identity.csv``); the CRM
+  for each (the demo identity map, ``pipelines/defs/mart/demo_customer_identity.csv``); the CRM
   serves those numbers too.
 
 Fixed, not per seed: the demo's identity file is a static file.

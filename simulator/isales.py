@@ -136,7 +136,7 @@ def env(settings: Settings, base_url: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# signature verification (independent of pipelines.sources.isales.signing, on purpose)
+# signature verification (independent of pipelines.defs.sources.isales.signing, on purpose)
 
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _ENC = tuple(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))

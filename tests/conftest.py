@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from pipelines import warehouse
+from pipelines.lib import warehouse
 from simulator.app import Simulator
 from simulator.server import ThreadedServer
 

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from pipelines.launcher import dagster_pg_url
-from pipelines.warehouse import PROJECT_ROOT
+from pipelines.deploy.instance import INSTANCE_CONFIG
+from pipelines.deploy.instance import dagster_pg_url
+from pipelines.lib.warehouse import PROJECT_ROOT
 
 
 def with_db(url: str, db: str) -> str:
@@ -45,7 +46,7 @@ def dagster_home(
     url = with_db(pg_admin_url, name)
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url(url))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    config = yaml.safe_load(INSTANCE_CONFIG.read_text())
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(_merge(config, overrides or {})))
     instance = DagsterInstance.from_config(str(home))

@@ -33,8 +33,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from pipelines.definitions import build_resources
-from pipelines.sources.pushlog import assets as pushlog_assets
-from pipelines.sources.trtc import plan as trtc_plan
+from pipelines.defs.sources.pushlog import assets as pushlog_assets
+from pipelines.defs.sources.trtc import plan as trtc_plan
 from simulator.app import Simulator
 from simulator.common import Fault
 from simulator.server import ThreadedServer
@@ -317,7 +317,7 @@ def _databases() -> Iterator[tuple[str, str]]:
 
     import pgserver
 
-    from pipelines import warehouse
+    from pipelines.lib import warehouse
 
     own = None
     admin = os.environ.get("TEST_WAREHOUSE_URL")

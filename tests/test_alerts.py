@@ -21,11 +21,11 @@ from dagster import (
 )
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
-from pipelines import alerts
+from pipelines.defs.ops import alerts
 from pipelines.definitions import defs
-from pipelines.sources.crm import assets as crm
-from pipelines.sources.crm.client import CrmResource
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.crm import assets as crm
+from pipelines.defs.sources.crm.client import CrmResource
+from pipelines.lib.warehouse import WarehouseResource
 
 UI = "http://dagster.example:3000"
 
@@ -164,6 +164,6 @@ def test_failed_quality_and_freshness_checks_alert_once_and_passing_ones_do_not(
 
 def test_without_a_webhook_alerts_are_logged_only(monkeypatch, caplog) -> None:
     monkeypatch.delenv("ALERT_WEBHOOK_URL", raising=False)
-    with caplog.at_level(logging.WARNING, logger="pipelines.alerts"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.defs.ops.alerts"):
         assert alerts.send({"kind": "run_failure", "source": "crm"}) is False
     assert 'ALERT {"kind": "run_failure", "source": "crm"}' in caplog.text

@@ -18,11 +18,11 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from pipelines.sources.crm.partitions import crm_daily
-from pipelines.sources.isales.partitions import isales_weekly
-from pipelines.sources.pushlog.partitions import pushlog_monthly
-from pipelines.sources.trtc.partitions import trtc_weekly
-from pipelines.warehouse import PROJECT_ROOT
+from pipelines.defs.sources.crm.partitions import crm_daily
+from pipelines.defs.sources.isales.partitions import isales_weekly
+from pipelines.defs.sources.pushlog.partitions import pushlog_monthly
+from pipelines.defs.sources.trtc.partitions import trtc_weekly
+from pipelines.lib.warehouse import PROJECT_ROOT
 from tests.dagster_home import dagster_home, stop_code_servers
 
 # job -> (its partitions, the vendor's pool, a table its runs fill)

@@ -1,11 +1,11 @@
-"""The one helper for bounded concurrent fetching (pipelines.http.bounded)."""
+"""The one helper for bounded concurrent fetching (pipelines.lib.http.bounded)."""
 
 import asyncio
 import random
 
 import pytest
 
-from pipelines.http import bounded
+from pipelines.lib.http import bounded
 
 
 def collect(gen) -> list:  # noqa: ANN001

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from dagster import DagsterEventType, DagsterRunStatus
 
-from pipelines.demo_services import port_in_use
-from pipelines.warehouse import PROJECT_ROOT
+from pipelines.demo.services import port_in_use
+from pipelines.lib.warehouse import PROJECT_ROOT
 from tests.dagster_home import dagster_home
 
 BROKERS = [

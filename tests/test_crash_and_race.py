@@ -36,9 +36,9 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 
 import simulator.crm as crm_sim
-from pipelines import warehouse
-from pipelines.loader import PartitionLoad
-from pipelines.sources.crm import normalize as crm
+from pipelines.lib import warehouse
+from pipelines.lib.loader import PartitionLoad
+from pipelines.defs.sources.crm import normalize as crm
 from simulator.app import Simulator
 from simulator.common import Fault
 from tests.helpers import checks, metadata
@@ -97,7 +97,7 @@ def test_a_worker_killed_mid_load_leaves_the_warehouse_as_it_was_and_a_rerun_com
             f"""
             from dagster import DagsterInstance, materialize
             from pipelines.definitions import build_resources
-            from pipelines.sources.crm import assets
+            from pipelines.defs.sources.crm import assets
             materialize([assets.fact_crm_call], partition_key={source.partition!r},
                         resources=build_resources(), instance=DagsterInstance.ephemeral())
             """

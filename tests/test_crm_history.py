@@ -12,8 +12,8 @@ import httpx
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
-from pipelines.sources.crm import assets as crm
-from pipelines.sources.crm.client import CrmResource
+from pipelines.defs.sources.crm import assets as crm
+from pipelines.defs.sources.crm.client import CrmResource
 from simulator import crm as crm_sim
 from tests import helpers
 from tests.helpers import checks, metadata

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
 
-from pipelines.sources.crm import assets as crm
-from pipelines.sources.crm.client import CrmResource, sign
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.crm import assets as crm
+from pipelines.defs.sources.crm.client import CrmResource, sign
+from pipelines.lib.warehouse import WarehouseResource
 from tests.helpers import checks, metadata
 
 DAY = "2026-11-20"
@@ -275,7 +275,7 @@ def test_unknown_enum_values_are_listed(env, warehouse_url, db) -> None:  # noqa
     run([crm.fact_crm_call], resources(env, warehouse_url))
     db.execute("UPDATE core.fact_crm_call SET result = 9 WHERE id = (SELECT min(id) FROM core.fact_crm_call)")
     with psycopg.connect(warehouse_url) as conn:
-        from pipelines import checks as shared
+        from pipelines.lib import checks as shared
 
         _, _, outcome = shared.window_checks(
             conn, "core.fact_crm_call", (), crm.CALLS.table.enums, "created_at", WINDOW

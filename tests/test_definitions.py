@@ -65,7 +65,7 @@ def test_every_resource_field_is_its_sources_variable_and_a_bad_value_names_it(m
     import pytest
 
     from pipelines.definitions import build_resources
-    from pipelines.settings import SettingError
+    from pipelines.lib.settings import SettingError
 
     monkeypatch.setenv("PUSHLOG_OVERLAP_MINUTES", "30")
     monkeypatch.setenv("TRTC_MAX_GONE_SHARE", "0.5")

@@ -4,16 +4,19 @@ start dates whose partitions are exactly the ones the first load fills."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+import subprocess
+import sys
+from datetime import datetime
 
 import pytest
-from dagster import DailyPartitionsDefinition, MonthlyPartitionsDefinition, WeeklyPartitionsDefinition
 
-from pipelines import demo
-from pipelines.demo_services import DemoError, require_free
+from pipelines.definitions import defs
+from pipelines.demo import run as demo
+from pipelines.demo.plan import RECENT_PARTITIONS, first_load, sources
+from pipelines.demo.services import DemoError, require_free
 
 
 def test_a_port_another_program_holds_is_an_error_naming_it_and_its_process() -> None:
@@ -41,24 +44,39 @@ def test_ports_come_from_the_flag_then_the_environment_then_the_last_start(monke
     }
 
 
-@pytest.mark.parametrize("today", [date(2026, 12, 6), date(2026, 12, 7), date(2026, 3, 1)])
-def test_start_dates_make_exactly_the_partitions_the_first_load_fills(today: date) -> None:
-    tz = "Asia/Shanghai"
-    dates = demo.start_dates(dict.fromkeys(demo.RECENT, today))
-    now = datetime(today.year, today.month, today.day, 12, tzinfo=ZoneInfo(tz))
-    defs = {
-        "crm": DailyPartitionsDefinition(start_date=dates["CRM_START_DATE"], timezone=tz, end_offset=1),
-        "isales": WeeklyPartitionsDefinition(
-            start_date=dates["ISALES_START_DATE"], timezone=tz, day_offset=1, end_offset=1
-        ),
-        "trtc": WeeklyPartitionsDefinition(
-            start_date=dates["TRTC_START_DATE"], timezone=tz, day_offset=1, end_offset=1
-        ),
-        "pushlog": MonthlyPartitionsDefinition(
-            start_date=dates["PUSHLOG_START_DATE"], timezone=tz, end_offset=1
-        ),
-    }
-    for source, partitions in defs.items():
-        keys = partitions.get_partition_keys(current_time=now)
-        assert len(keys) == demo.RECENT[source], (source, keys)
-        assert keys[0] == dates[f"{source.upper()}_START_DATE"]
+_KEYS_AT = """
+import json, sys
+from datetime import datetime
+from pipelines.definitions import defs
+repository = defs.get_repository_def()
+now = datetime.fromisoformat(sys.argv[1])
+jobs = json.loads(sys.argv[2])
+print(json.dumps({j: repository.get_job(j).partitions_def.get_partition_keys(current_time=now) for j in jobs}))
+"""
+
+
+@pytest.mark.parametrize(
+    "now", ["2026-12-06T12:00:00+08:00", "2026-12-07T00:30:00+08:00", "2026-11-01T00:10:00+08:00"]
+)
+def test_start_dates_make_exactly_the_partitions_the_first_load_fills(now: str) -> None:
+    """The plan comes from the loaded definitions; the code location loaded with the start
+    dates it sets (a new process, as the daemon and webserver are) has exactly those
+    partitions, for every source's partitioned job."""
+    at = datetime.fromisoformat(now)
+    plan = first_load(defs, at)
+    assert {load.source for load in plan.partitioned} == sources(defs) == {"crm", "isales", "pushlog", "trtc"}
+    assert plan.snapshot_jobs == ["crm_dimensions", "crm_ivr", "isales_file_servers"]
+    env = {**os.environ, **plan.start_dates()}
+    jobs = [load.job for load in plan.partitioned]
+    out = subprocess.run(
+        [sys.executable, "-c", _KEYS_AT, now, json.dumps(jobs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    keys = json.loads(out.stdout.strip().splitlines()[-1])
+    for load in plan.partitioned:
+        assert keys[load.job] == load.keys, load
+        assert len(load.keys) == RECENT_PARTITIONS
+        assert load.keys[-1] == at.date().isoformat() if load.job == "crm_facts" else True

@@ -32,11 +32,11 @@ from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, m
 from psycopg import sql
 
 from pipelines.definitions import build_resources
-from pipelines.sources.crm import assets as crm_assets
-from pipelines.sources.isales import assets as isales_assets
-from pipelines.sources.pushlog import assets as pushlog_assets
-from pipelines.sources.trtc import assets as trtc_assets
-from pipelines.sources.trtc import plan as trtc_plan
+from pipelines.defs.sources.crm import assets as crm_assets
+from pipelines.defs.sources.isales import assets as isales_assets
+from pipelines.defs.sources.pushlog import assets as pushlog_assets
+from pipelines.defs.sources.trtc import assets as trtc_assets
+from pipelines.defs.sources.trtc import plan as trtc_plan
 from simulator.app import Simulator
 from simulator.common import Fault
 from tests.helpers import checks, metadata

@@ -13,8 +13,9 @@ import psycopg
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines.launcher import dagster_pg_url
-from pipelines.warehouse import PROJECT_ROOT
+from pipelines.deploy.instance import INSTANCE_CONFIG
+from pipelines.deploy.instance import dagster_pg_url
+from pipelines.lib.warehouse import PROJECT_ROOT
 from tests.dagster_home import with_db
 
 
@@ -26,7 +27,7 @@ def test_two_first_runs_on_a_fresh_instance_both_succeed(
         conn.execute(f'CREATE DATABASE "{name}"')
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(INSTANCE_CONFIG.read_text())
     env = {
         **os.environ,
         **sim.env(),

@@ -1,4 +1,4 @@
-"""The client-side rate limiter (``pipelines.http.RateLimiter``) and where ``HttpClient`` takes
+"""The client-side rate limiter (``pipelines.lib.http.RateLimiter``) and where ``HttpClient`` takes
 its slot: what the vendor sees in any rolling second, even after a stall.
 
 The "vendors" here are httpx mock transports that stamp each request when they handle it, as
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from pipelines.http import HttpClient, RateLimiter
+from pipelines.lib.http import HttpClient, RateLimiter
 
 
 def peak_per_second(stamps: list[float]) -> int:

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from pipelines.http import VendorAuthError, VendorError, VendorResponseError
-from pipelines.settings import SettingError
-from pipelines.sources.isales.client import (
+from pipelines.lib.http import VendorAuthError, VendorError, VendorResponseError
+from pipelines.lib.settings import SettingError
+from pipelines.defs.sources.isales.client import (
     ERROR_CODES,
     ISalesResource,
     VdnPull,

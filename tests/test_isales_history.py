@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
-from pipelines.sources.isales import assets
-from pipelines.sources.isales.client import ISalesResource
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.isales import assets
+from pipelines.defs.sources.isales.client import ISalesResource
+from pipelines.lib.warehouse import WarehouseResource
 from simulator import isales as sim_isales
 from simulator.app import Simulator
 from simulator.common import Fault

@@ -26,9 +26,9 @@ from dagster import (
 )
 from starlette.applications import Starlette
 
-from pipelines.sources.isales import assets, jobs
-from pipelines.sources.isales.client import ISalesResource
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.isales import assets, jobs
+from pipelines.defs.sources.isales.client import ISalesResource
+from pipelines.lib.warehouse import WarehouseResource
 from simulator.app import Simulator
 from simulator.common import Fault
 from simulator.server import ThreadedServer

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from pipelines.sources.isales.signing import (
+from pipelines.defs.sources.isales.signing import (
     ISalesAuth,
     authorization,
     canonical_request,

@@ -26,14 +26,14 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pipelines.definitions import build_resources
-from pipelines.mart import assets as mart
-from pipelines.mart import columns, identity, pii
-from pipelines.sources.crm import assets as crm
-from pipelines.sources.isales import assets as isales
-from pipelines.sources.pushlog import assets as pushlog
-from pipelines.sources.trtc import assets as trtc
-from pipelines.sources.trtc import plan
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.mart import assets as mart
+from pipelines.defs.mart import columns, identity, pii
+from pipelines.defs.sources.crm import assets as crm
+from pipelines.defs.sources.isales import assets as isales
+from pipelines.defs.sources.pushlog import assets as pushlog
+from pipelines.defs.sources.trtc import assets as trtc
+from pipelines.defs.sources.trtc import plan
+from pipelines.lib.warehouse import WarehouseResource
 from simulator import customers as sim_customers
 from simulator.app import Simulator
 from simulator.isales import CODES as ISALES_CODES
@@ -232,12 +232,12 @@ def test_key_is_required_outside_the_demo_and_the_demo_key_is_announced_once(cap
 def test_identity_file_defaults_to_the_demo_file_on_the_demo_only(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.delenv("PII_HASH_KEY", raising=False)
     monkeypatch.delenv("CUSTOMER_IDENTITY_FILE", raising=False)
-    resource = pii.build_customers_resource()
+    resource = pii.CustomersResource.from_env()
     assert resource.hash_key is None and resource.identity_path(demo=False) is None
     assert resource.identity_path(demo=True) == pii.DEMO_IDENTITY_FILE
     monkeypatch.setenv("CUSTOMER_IDENTITY_FILE", "/nonexistent/ids.csv")
     with pytest.raises(pii.PiiConfigError, match="CUSTOMER_IDENTITY_FILE"):
-        pii.build_customers_resource().identity_path(demo=True)
+        pii.CustomersResource.from_env().identity_path(demo=True)
 
 
 def test_the_embedded_warehouse_is_the_demo_and_any_other_needs_the_key(

@@ -9,8 +9,8 @@ from dagster import TableSchema
 from sqlalchemy import BigInteger, Column, MetaData, Table, Text
 
 import models
-from pipelines.loader import SourceSpec
-from pipelines.schema import (
+from pipelines.lib.loader import SourceSpec
+from pipelines.lib.schema import (
     BOOKKEEPING,
     ModelMismatch,
     check_columns,
@@ -19,11 +19,11 @@ from pipelines.schema import (
     qualified_name,
     table_metadata,
 )
-from pipelines.sources.crm import normalize as crm
-from pipelines.sources.isales import normalize as isales
-from pipelines.sources.pushlog import normalize as pushlog
-from pipelines.sources.trtc import normalize as trtc
-from pipelines.typed_select import Field, Param
+from pipelines.defs.sources.crm import normalize as crm
+from pipelines.defs.sources.isales import normalize as isales
+from pipelines.defs.sources.pushlog import normalize as pushlog
+from pipelines.defs.sources.trtc import normalize as trtc
+from pipelines.lib.typed_select import Field, Param
 
 SPECS: list[SourceSpec] = [
     crm.CALL_LOGS,

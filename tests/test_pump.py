@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from pipelines.http import Page
-from pipelines.loader import pump
+from pipelines.lib.http import Page
+from pipelines.lib.loader import pump
 
 
 class SlowLoad:

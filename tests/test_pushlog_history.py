@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
-from pipelines.sources.pushlog import assets as pushlog_assets
-from pipelines.sources.pushlog.client import PushLogResource
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.pushlog import assets as pushlog_assets
+from pipelines.defs.sources.pushlog.client import PushLogResource
+from pipelines.lib.warehouse import WarehouseResource
 from simulator.app import Simulator
 from simulator.common import Fault
 from simulator.server import ThreadedServer

@@ -11,7 +11,7 @@ import pytest
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 
-from pipelines.sources.pushlog.signing import AcsV3Auth
+from pipelines.defs.sources.pushlog.signing import AcsV3Auth
 
 AK_ID = "LTAI-test-access-key-id"
 AK_SECRET = "test-secret-do-not-leak-0123456789"

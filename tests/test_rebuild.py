@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, RunConfig, materialize
 
-from pipelines.sources.crm import assets as crm
-from pipelines.sources.crm import normalize
-from pipelines.sources.crm.client import CrmResource
-from pipelines.typed_select import Field, typed_select
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.crm import assets as crm
+from pipelines.defs.sources.crm import normalize
+from pipelines.defs.sources.crm.client import CrmResource
+from pipelines.lib.typed_select import Field, typed_select
+from pipelines.lib.warehouse import WarehouseResource
 from tests.helpers import checks, metadata
 
 DAY = "2026-11-20"

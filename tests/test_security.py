@@ -22,18 +22,19 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize, serial
 from psycopg import sql
 from starlette.applications import Starlette
 
-from pipelines.definitions import SOURCES as SOURCE_MODULES
-from pipelines.definitions import build_resources
-from pipelines.settings import SettingError
-from pipelines.sources.crm.client import sign as crm_sign
-from pipelines.sources.trtc.usersig import gen_usersig
-from pipelines.vendor_resource import VendorResource
+from pipelines.definitions import build_resources, defs
+from pipelines.lib.settings import SettingError
+from pipelines.defs.sources.crm.client import sign as crm_sign
+from pipelines.defs.sources.trtc.usersig import gen_usersig
+from pipelines.lib.vendor_resource import VendorResource
 from simulator.app import Simulator
 from simulator.server import ThreadedServer, free_port
 from tests.test_fault_matrix import SOURCES, Source, failure_text
 from tests.tls import make_private_ca
 
-RESOURCES: list[type[VendorResource]] = [m.RESOURCE for m in SOURCE_MODULES]
+RESOURCES: list[type[VendorResource]] = sorted(
+    (type(r) for r in (defs.resources or {}).values() if isinstance(r, VendorResource)), key=lambda r: r.SOURCE
+)
 
 
 def tuned(monkeypatch: pytest.MonkeyPatch, source: str) -> None:

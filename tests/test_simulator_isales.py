@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from pipelines.sources.isales.signing import ISalesAuth, authorization
+from pipelines.defs.sources.isales.signing import ISalesAuth, authorization
 from simulator import isales
 from simulator.common import Fault, SimState
 from simulator.isales import Settings, build_app, env

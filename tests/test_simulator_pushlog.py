@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from pipelines.sources.pushlog.signing import AcsV3Auth
+from pipelines.defs.sources.pushlog.signing import AcsV3Auth
 from simulator import pushlog
 from simulator.common import Fault, SimState
 

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from pipelines.sources.trtc.usersig import gen_usersig
+from pipelines.defs.sources.trtc.usersig import gen_usersig
 from simulator import trtc
 from simulator.common import Fault, SimState
 

@@ -14,9 +14,9 @@ from dagster import (
     build_schedule_context,
 )
 
-from pipelines.sources.trtc import jobs
-from pipelines.sources.trtc.client import TrtcResource
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.trtc import jobs
+from pipelines.defs.sources.trtc.client import TrtcResource
+from pipelines.lib.warehouse import WarehouseResource
 
 KEYS = ("core/fact_trtc_call", "core/fact_trtc_call_callee")
 

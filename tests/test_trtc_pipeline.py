@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
-from pipelines.sources.trtc import assets as trtc
-from pipelines.sources.trtc import plan
-from pipelines.warehouse import WarehouseResource
+from pipelines.defs.sources.trtc import assets as trtc
+from pipelines.defs.sources.trtc import plan
+from pipelines.lib.warehouse import WarehouseResource
 from simulator import trtc as simtrtc
 from simulator.common import Fault
 from tests.helpers import checks, metadata

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import TLSSigAPIv2
 
-from pipelines.sources.trtc.usersig import decode_usersig, fresh_random, gen_usersig
+from pipelines.defs.sources.trtc.usersig import decode_usersig, fresh_random, gen_usersig
 
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
 
@@ -50,7 +50,7 @@ def test_decode_roundtrip_and_signature():
 
 
 def test_default_time_is_wall_clock(monkeypatch):
-    import pipelines.sources.trtc.usersig as mod
+    import pipelines.defs.sources.trtc.usersig as mod
 
     monkeypatch.setattr(mod, "time", SimpleNamespace(time=lambda: 1_234_567_890.9))
     assert decode_usersig(gen_usersig(1, "k", "a"))["TLS.time"] == 1_234_567_890

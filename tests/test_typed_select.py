@@ -6,8 +6,8 @@ import json
 import psycopg
 import pytest
 
-from pipelines.sources.crm.normalize import CALL_FIELDS
-from pipelines.typed_select import typed_select
+from pipelines.defs.sources.crm.normalize import CALL_FIELDS
+from pipelines.lib.typed_select import typed_select
 
 GOOD = {
     "id": 1,
@@ -79,8 +79,8 @@ def test_loader_falls_back_for_a_refused_batch_only(warehouse_url: str, db: psyc
     import asyncio
     from datetime import UTC, datetime
 
-    from pipelines.loader import PartitionLoad
-    from pipelines.sources.crm.normalize import CALL_LOGS
+    from pipelines.lib.loader import PartitionLoad
+    from pipelines.defs.sources.crm.normalize import CALL_LOGS
 
     def page(records: list[dict]) -> bytes:
         return json.dumps({"code": 200, "data": {"list": records, "total": 3}}).encode()
@@ -113,8 +113,8 @@ def test_a_body_that_is_not_utf8_fails_the_load_and_lands_nothing(
 
     import pytest
 
-    from pipelines.loader import LoadError, PartitionLoad
-    from pipelines.sources.crm.normalize import CALL_LOGS
+    from pipelines.lib.loader import LoadError, PartitionLoad
+    from pipelines.defs.sources.crm.normalize import CALL_LOGS
 
     good = json.dumps({"code": 200, "data": {"list": [GOOD], "total": 2}}).encode()
     bad = json.dumps(
@@ -200,10 +200,10 @@ def _trtc_calls() -> list[dict]:
 
 def _sources() -> dict[str, tuple]:
     """name -> (SourceSpec, its Fields per target or None, rows_from, clean records)."""
-    from pipelines.sources.crm import normalize as crm
-    from pipelines.sources.isales import normalize as isales
-    from pipelines.sources.pushlog import normalize as pushlog
-    from pipelines.sources.trtc import normalize as trtc
+    from pipelines.defs.sources.crm import normalize as crm
+    from pipelines.defs.sources.isales import normalize as isales
+    from pipelines.defs.sources.pushlog import normalize as pushlog
+    from pipelines.defs.sources.trtc import normalize as trtc
 
     return {
         "crm calls": (crm.CALL_LOGS, crm.CALL_FIELDS, None, _crm_calls),
@@ -287,7 +287,7 @@ def _rejectable(source: str) -> list[tuple[str, object, bool]]:
 @pytest.mark.parametrize("source", SOURCES)
 def test_the_guarded_select_rejects_each_bad_field_by_name(stage: psycopg.Connection, source: str) -> None:
     _, fields, rows_from, records = _sources()[source]
-    from pipelines.typed_select import typed_select
+    from pipelines.lib.typed_select import typed_select
 
     clean = next(r for r in records() if not rows_from or r.get(rows_from))
     bad_records = []
@@ -324,7 +324,7 @@ def test_the_guarded_select_rejects_each_bad_field_by_name(stage: psycopg.Connec
     ],
 )
 def test_a_field_the_generator_cannot_serve_is_refused(field: dict, problem: str) -> None:
-    from pipelines.typed_select import Field
+    from pipelines.lib.typed_select import Field
 
     with pytest.raises(ValueError, match=problem):
         Field("x", "x", **field)

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 
 from models import metadata
 from models.base import SCHEMAS
-from pipelines import warehouse
+from pipelines.lib import warehouse
 from tests.conftest import _with_db
 
 

@@ -35,7 +35,7 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from pipelines.warehouse import resolve_url, sqlalchemy_url
+    from pipelines.lib.warehouse import resolve_url, sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(resolve_url()))
     with engine.begin() as conn:

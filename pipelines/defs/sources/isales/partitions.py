@@ -1,0 +1,10 @@
+"""The isales partitions: Monday-to-Monday weeks in ISALES_TIMEZONE (``day_offset=1``), the open
+week included (``end_offset=1``) so schedules can refresh it. Keys are the Monday, YYYY-MM-DD."""
+
+from dagster import WeeklyPartitionsDefinition
+
+from pipelines.lib import settings
+
+isales_weekly = WeeklyPartitionsDefinition(
+    start_date=settings.start_date("isales"), timezone=settings.timezone("isales"), day_offset=1, end_offset=1
+)
