@@ -15,9 +15,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from pipelines.deploy.instance import INSTANCE_CONFIG
-from pipelines.deploy.instance import dagster_pg_url
-from pipelines.lib.warehouse import PROJECT_ROOT
+from pipelines.deploy.instance import INSTANCE_CONFIG, dagster_pg_url
 
 
 def with_db(url: str, db: str) -> str:

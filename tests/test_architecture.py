@@ -122,7 +122,9 @@ def test_every_source_folder_has_its_readme() -> None:
 def test_no_docstring_points_outside_the_repository() -> None:
     outside = [
         f"{path.relative_to(ROOT)}:{number}"
-        for path in _python_files(PIPELINES, ROOT / "models", ROOT / "simulator", ROOT / "tests", ROOT / "bench")
+        for path in _python_files(
+            PIPELINES, ROOT / "models", ROOT / "simulator", ROOT / "tests", ROOT / "bench"
+        )
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if re.search(r"\b(DESIGN|VENDORS|EXAMPLES)\.md\b|\.\./shared/", line)
     ]

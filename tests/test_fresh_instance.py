@@ -13,9 +13,7 @@ import psycopg
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus
 
-from pipelines.deploy.instance import INSTANCE_CONFIG
-from pipelines.deploy.instance import dagster_pg_url
-from pipelines.lib.warehouse import PROJECT_ROOT
+from pipelines.deploy.instance import INSTANCE_CONFIG, dagster_pg_url
 from tests.dagster_home import with_db
 
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from pipelines.defs.sources.crm.normalize import CALL_LOGS
 from pipelines.lib import checks
 from pipelines.lib.json_safety import split_page
 from pipelines.lib.loader import LoadError, PartitionLoad
-from pipelines.defs.sources.crm.normalize import CALL_LOGS
 from tests.test_loader import DAY, WINDOW, call, load
 
 TEN = [call(i) for i in range(1, 11)]

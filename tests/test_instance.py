@@ -25,8 +25,8 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster_shared.serdes import serialize_value
 
 from pipelines.definitions import build_resources
-from pipelines.deploy.launcher import LocalRunLauncher
 from pipelines.defs.sources.crm import assets as crm
+from pipelines.deploy.launcher import LocalRunLauncher
 from tests import ops_jobs
 from tests.dagster_home import dagster_home
 

@@ -11,8 +11,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from pipelines.lib.http import VendorAuthError, VendorError, VendorResponseError
-from pipelines.lib.settings import SettingError
 from pipelines.defs.sources.isales.client import (
     ERROR_CODES,
     ISalesResource,
@@ -21,6 +19,8 @@ from pipelines.defs.sources.isales.client import (
     parse_vdn_ids,
     request_ranges,
 )
+from pipelines.lib.http import VendorAuthError, VendorError, VendorResponseError
+from pipelines.lib.settings import SettingError
 from simulator.app import Simulator
 from simulator.server import ThreadedServer
 

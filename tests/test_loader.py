@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from pipelines.lib.loader import PartitionLoad
 from pipelines.defs.sources.crm.normalize import CALL_LOGS
+from pipelines.lib.loader import PartitionLoad
 
 DAY = "2026-11-20"
 WINDOW = (datetime(2026, 11, 19, 16, tzinfo=UTC), datetime(2026, 11, 20, 16, tzinfo=UTC))

@@ -9,6 +9,10 @@ from dagster import TableSchema
 from sqlalchemy import BigInteger, Column, MetaData, Table, Text
 
 import models
+from pipelines.defs.sources.crm import normalize as crm
+from pipelines.defs.sources.isales import normalize as isales
+from pipelines.defs.sources.pushlog import normalize as pushlog
+from pipelines.defs.sources.trtc import normalize as trtc
 from pipelines.lib.loader import SourceSpec
 from pipelines.lib.schema import (
     BOOKKEEPING,
@@ -19,10 +23,6 @@ from pipelines.lib.schema import (
     qualified_name,
     table_metadata,
 )
-from pipelines.defs.sources.crm import normalize as crm
-from pipelines.defs.sources.isales import normalize as isales
-from pipelines.defs.sources.pushlog import normalize as pushlog
-from pipelines.defs.sources.trtc import normalize as trtc
 from pipelines.lib.typed_select import Field, Param
 
 SPECS: list[SourceSpec] = [

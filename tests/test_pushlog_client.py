@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from pipelines.lib.http import VendorAuthError
 from pipelines.defs.sources.pushlog.client import SECOND, PushLogResource, even_windows, request_times
+from pipelines.lib.http import VendorAuthError
 from simulator.app import Simulator
 from simulator.server import ThreadedServer
 

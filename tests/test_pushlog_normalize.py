@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from pipelines.lib.loader import PartitionLoad
 from pipelines.defs.sources.pushlog import normalize, quality
+from pipelines.lib.loader import PartitionLoad
 
 # Seed 001's "正常返回示例", verbatim: Params and ResultText escaped twice, "" as empty.
 SEED_SAMPLE = r"""{

@@ -23,9 +23,9 @@ from psycopg import sql
 from starlette.applications import Starlette
 
 from pipelines.definitions import build_resources, defs
-from pipelines.lib.settings import SettingError
 from pipelines.defs.sources.crm.client import sign as crm_sign
 from pipelines.defs.sources.trtc.usersig import gen_usersig
+from pipelines.lib.settings import SettingError
 from pipelines.lib.vendor_resource import VendorResource
 from simulator.app import Simulator
 from simulator.server import ThreadedServer, free_port
@@ -33,7 +33,8 @@ from tests.test_fault_matrix import SOURCES, Source, failure_text
 from tests.tls import make_private_ca
 
 RESOURCES: list[type[VendorResource]] = sorted(
-    (type(r) for r in (defs.resources or {}).values() if isinstance(r, VendorResource)), key=lambda r: r.SOURCE
+    (type(r) for r in (defs.resources or {}).values() if isinstance(r, VendorResource)),
+    key=lambda r: r.SOURCE,
 )
 
 

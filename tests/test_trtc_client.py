@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from pipelines.lib.http import VendorAuthError
 from pipelines.defs.sources.trtc import plan
 from pipelines.defs.sources.trtc.client import TrtcResource, UserSigExpired
 from pipelines.defs.sources.trtc.paging import Pull
 from pipelines.defs.sources.trtc.usersig import decode_usersig
+from pipelines.lib.http import VendorAuthError
 from simulator import trtc as simtrtc
 from simulator.common import Fault
 from simulator.server import running

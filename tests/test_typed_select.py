@@ -79,8 +79,8 @@ def test_loader_falls_back_for_a_refused_batch_only(warehouse_url: str, db: psyc
     import asyncio
     from datetime import UTC, datetime
 
-    from pipelines.lib.loader import PartitionLoad
     from pipelines.defs.sources.crm.normalize import CALL_LOGS
+    from pipelines.lib.loader import PartitionLoad
 
     def page(records: list[dict]) -> bytes:
         return json.dumps({"code": 200, "data": {"list": records, "total": 3}}).encode()
@@ -113,8 +113,8 @@ def test_a_body_that_is_not_utf8_fails_the_load_and_lands_nothing(
 
     import pytest
 
-    from pipelines.lib.loader import LoadError, PartitionLoad
     from pipelines.defs.sources.crm.normalize import CALL_LOGS
+    from pipelines.lib.loader import LoadError, PartitionLoad
 
     good = json.dumps({"code": 200, "data": {"list": [GOOD], "total": 2}}).encode()
     bad = json.dumps(

@@ -1,12 +1,22 @@
 """Alerts: a failed run, a failed quality or freshness check, or an asset whose freshness
-policy turned WARN/FAIL becomes one JSON message, POSTed to ``ALERT_WEBHOOK_URL`` (Slack,
-Teams, an incident tool's generic webhook) and always logged. Without the variable, alerts
-are logged only.
+policy turned WARN/FAIL becomes one JSON message, POSTed to ``ALERT_WEBHOOK_URL`` and always
+logged. Without the variable, alerts are logged only.
 
 A message names the source, the asset(s), the partition, what failed and a link to the run
 (or asset) in the UI, under ``DAGSTER_UI_URL``. It carries no credentials and no record
 data: only names, keys, counts and the failure's first line (the project's error texts
 hold no secret or customer value).
+
+The body keeps those structured fields (for an incident tool's generic webhook) and adds
+the one human line chat tools display: ``text`` (Slack, which refuses a body without it
+with HTTP 400 ``no_text``; Mattermost; Teams' simple connector cards) and the same line as
+``content`` (Discord). dagster-slack and dagster-msteams were considered: each serves one
+tool, adds a dependency and drops the structured fields, where one generic webhook with a
+``text`` line serves all of them. (Teams' newer Workflows webhooks want an Adaptive Card
+instead; put a flow that maps ``text`` into one in front of them.)
+
+A webhook that refuses or is down is retried a little (connection errors, 429, 5xx), then
+the failure is logged, never the URL (Slack's embeds a token); it never fails the sensor.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,9 +48,21 @@ from dagster import (
 logger = logging.getLogger("pipelines.defs.ops.alerts")
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-WEBHOOK_TIMEOUT_S = 10.0
+# A sensor tick has 60 s (Dagster's gRPC timeout) and a run-failure tick handles up to 5 runs:
+# an alert's worst case (3 connect timeouts and the waits between them) stays near 10 s.
+WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_CONNECT_TIMEOUT_S = 3.0
+WEBHOOK_ATTEMPTS = 3
+# Waits between attempts: this, then twice it; a 429's Retry-After is honoured up to the cap.
+WEBHOOK_BACKOFF_S = 0.5
+WEBHOOK_MAX_WAIT_S = 5.0
 # A failure's text in a message: its first line, this long at most.
 MAX_DETAIL = 300
+# The human line, this long at most (Discord refuses ``content`` over 2000 characters).
+MAX_TEXT = 1000
+# What a chat tool's error body may be logged as: a short code like Slack's ``no_text``,
+# never free text (a generic webhook might echo the request).
+_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 # Check events read per sensor tick; the rest wait for the next tick (the cursor says where).
 EVENTS_PER_TICK = 200
 PARTITION_TAG = "dagster/partition"
@@ -64,30 +88,109 @@ def _error_line(error: Any) -> str:  # noqa: ANN401 (SerializableErrorInfo)
     return f"{error.cls_name}: {line}"
 
 
-def send(alert: Mapping[str, Any]) -> bool:
-    """Log the alert and POST it to ALERT_WEBHOOK_URL if set; True when the webhook took it.
+_HEADLINES = {
+    "run_failure": "run failed",
+    "check_failure": "check failed",
+    "freshness_check": "freshness check failed",
+    "freshness": "asset stale",
+}
 
-    A webhook that is down must not stop the other alerts: its error is logged instead.
+
+def summary(alert: Mapping[str, Any]) -> str:
+    """The alert as one line: ``[crm] run failed: crm_facts 2026-11-20 — step
+    core__fact_crm_call failed: VendorHTTPError: ... http://.../runs/...``.
+
+    Built from the structured fields only, so it holds nothing they do not. The link is bare:
+    Slack, Mattermost, Teams and Discord all make a bare URL a link.
     """
-    body = json.dumps(alert, sort_keys=True, ensure_ascii=False)
-    logger.warning("ALERT %s", body)
-    url = os.environ.get("ALERT_WEBHOOK_URL")
-    if not url:
-        return False
-    try:
-        response = httpx.post(
-            url,
-            content=body.encode(),
-            headers={"content-type": "application/json"},
-            timeout=WEBHOOK_TIMEOUT_S,
+    kind = alert.get("kind")
+    job = str(alert.get("job") or "")
+    assets = list(alert.get("assets") or [])
+    subject = ", ".join(assets[:3]) + (f" and {len(assets) - 3} more" if len(assets) > 3 else "")
+    # A run launched from the UI's Materialize button is in Dagster's hidden __ASSET_JOB:
+    # its assets say more.
+    if job and not job.startswith("__"):
+        subject = job
+    head = " ".join(
+        part
+        for part in (
+            f"[{alert['source']}]" if alert.get("source") else "",
+            f"{_HEADLINES.get(str(kind), str(kind or 'alert'))}:",
+            subject,
+            alert.get("partition") or "",
         )
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        # The URL may embed a token (Slack's do): name only the error's kind and status.
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        logger.error("alert webhook failed: %s%s", type(exc).__name__, f" (HTTP {status})" if status else "")
+        if part
+    )
+    if alert.get("what_failed"):
+        head += f" — {alert['what_failed']}"
+    url = str(alert.get("url") or "")
+    room = MAX_TEXT - len(url) - 1
+    if len(head) > room:
+        head = head[: room - 1] + "…"
+    return f"{head} {url}" if url else head
+
+
+def _slack_escaped(text: str) -> str:
+    # Slack (and Mattermost) read <...> as links and mentions (<!channel>): an error text must
+    # not make one. Without its "<" no sequence opens; a lone ">" stays, so "PASS -> FAIL"
+    # reads the same in the tools that show entities as they are.
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def send(alert: Mapping[str, Any], *, post: bool = True) -> bool:
+    """Log the alert and POST it to ALERT_WEBHOOK_URL if set (and ``post``); True when the
+    webhook took it.
+
+    A webhook that fails must not stop the other alerts nor the sensor: after the retries its
+    error is logged and False returned.
+    """
+    logger.warning("ALERT %s", json.dumps(alert, sort_keys=True, ensure_ascii=False))
+    url = os.environ.get("ALERT_WEBHOOK_URL")
+    if not url or not post:
         return False
-    return True
+    line = summary(alert)
+    # No structured field's name means anything to Slack, Mattermost, Teams or Discord: they
+    # show the line and ignore the rest.
+    body = {**alert, "text": _slack_escaped(line), "content": line}
+    return _post(url, json.dumps(body, sort_keys=True, ensure_ascii=False).encode())
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", 0)), WEBHOOK_MAX_WAIT_S)
+    except ValueError:  # an HTTP date: the backoff will do
+        return 0.0
+
+
+def _post(url: str, body: bytes) -> bool:
+    timeout = httpx.Timeout(WEBHOOK_TIMEOUT_S, connect=WEBHOOK_CONNECT_TIMEOUT_S)
+    problem = ""
+    for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+        wait = WEBHOOK_BACKOFF_S * 2 ** (attempt - 1)
+        try:
+            response = httpx.post(
+                url, content=body, headers={"content-type": "application/json"}, timeout=timeout
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Nothing reached the webhook: another attempt cannot post the alert twice.
+            problem = type(exc).__name__
+        except Exception as exc:  # an alert must never fail its sensor
+            # A read timeout may have posted it; a malformed URL will not get better. The
+            # exception's text may hold the URL (and its token): only its kind is logged.
+            problem = type(exc).__name__
+            break
+        else:
+            if response.is_success:
+                return True
+            code = response.text.strip()
+            problem = f"HTTP {response.status_code}" + (f" {code}" if _ERROR_CODE.fullmatch(code) else "")
+            if response.status_code != 429 and response.status_code < 500:
+                break  # refused (gone, bad body, bad token): retrying sends the same again
+            wait = max(wait, _retry_after(response))
+        if attempt < WEBHOOK_ATTEMPTS:
+            time.sleep(wait)
+    logger.error("alert webhook failed after %d attempt(s): %s", attempt, problem)
+    return False
 
 
 class AssetIndex:
@@ -250,15 +353,27 @@ def build_alert_sensors() -> list[SensorDefinition]:
             ),
             key=lambda r: r.storage_id,
         )[:EVENTS_PER_TICK]
-        sent = 0
+        sent = delivered = skipped = 0
+        post = True
         index = _index(context)
         for record in records:
             alert = check_alert(record, index, instance)
             if alert is not None:
-                send(alert)
                 sent += 1
+                if send(alert, post=post):
+                    delivered += 1
+                elif post:
+                    # The webhook failed (retries spent): this tick's other alerts are logged
+                    # only, so a webhook that hangs cannot hold the tick past its timeout.
+                    post = False
+                else:
+                    skipped += 1
             context.update_cursor(str(record.storage_id))
-        return SkipReason(f"{len(records)} check events read, {sent} alerts sent")
+        if skipped and os.environ.get("ALERT_WEBHOOK_URL"):
+            logger.error("alert webhook failed: %d later alerts of this tick logged only", skipped)
+        return SkipReason(
+            f"{len(records)} check events read, {sent} alerts, {delivered} taken by the webhook"
+        )
 
     return [alert_on_run_failure, alert_on_check_failure]
 
