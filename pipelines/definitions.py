@@ -14,17 +14,23 @@ from pipelines.defs.ops.freshness import freshness_definitions
 from pipelines.deploy.executors import executor_from_env
 from pipelines.lib.warehouse import WarehouseResource
 
-folder = load_from_defs_folder(path_within_project=Path(__file__).parent)
-defs = Definitions.merge(
-    folder,
-    # One named job for every source's per-partition freshness checks.
-    freshness_definitions(folder.asset_checks or []),
-    Definitions(
-        resources={"warehouse": WarehouseResource.from_env()},
-        # DAGSTER_EXECUTOR: in_process (default), multiprocess or celery (pipelines/deploy/executors.py).
-        executor=executor_from_env(),
-    ),
-)
+
+def _load() -> Definitions:
+    # One Definitions object at module scope: Dagster refuses a module with two.
+    folder = load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return Definitions.merge(
+        folder,
+        # One named job for every source's per-partition freshness checks.
+        freshness_definitions(folder.asset_checks or []),
+        Definitions(
+            resources={"warehouse": WarehouseResource.from_env()},
+            # DAGSTER_EXECUTOR: in_process (default), multiprocess or celery (pipelines/deploy/executors.py).
+            executor=executor_from_env(),
+        ),
+    )
+
+
+defs = _load()
 
 
 def build_resources() -> dict[str, object]:
