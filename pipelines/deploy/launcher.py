@@ -11,7 +11,7 @@ daemon then frees its slots (``free_slots_after_run_end_seconds``) and may retry
 (``run_retries``).
 
 The pid is only meaningful on the host that runs both the daemon and the run workers; on
-Kubernetes the Helm chart's ``K8sRunLauncher`` checks its pods instead (deploy/README.md).
+Kubernetes the Helm chart's ``K8sRunLauncher`` checks its pods instead (pipelines/deploy/README.md).
 """
 
 from __future__ import annotations
