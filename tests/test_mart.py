@@ -470,7 +470,9 @@ def test_call_views_aggregate_calls_in_the_reporting_zone(wh: psycopg.Connection
     assert daily["answered"].to_dict() == grouped["answered"].sum().to_dict()
     ans = calls[calls["answered"]].groupby(["day", "source", "direction"])["duration_s"]
     for stat, col in ((ans.median(), "p50_duration_s"), (ans.quantile(0.9), "p90_duration_s")):
-        assert daily[col].dropna().round(6).to_dict() == stat.astype(float).round(6).to_dict()
+        got = daily[col].dropna().astype(float)
+        assert list(got.index) == list(stat.index)
+        assert abs(got.to_numpy() - stat.to_numpy(dtype=float)).max() <= 0.05 + 1e-9  # one decimal
     assert (daily["answer_rate"].astype(float) - daily["answered"] / daily["calls"]).abs().max() < 5e-5
     assert set(daily.index.get_level_values("day")) == set(calls["day"])  # Shanghai days, not UTC days
 
@@ -512,10 +514,9 @@ def test_push_and_api_views_aggregate_their_facts(wh: psycopg.Connection) -> Non
     g = pushes.groupby(["day", "type"])
     assert daily["deliveries"].to_dict() == g.size().to_dict()
     assert daily["succeeded"].to_dict() == g["result"].apply(lambda r: int((r == 1).sum())).to_dict()
-    assert (
-        daily["latency_p95_ms"].round(3).to_dict()
-        == g["latency_ms"].quantile(0.95).astype(float).round(3).to_dict()
-    )
+    p95 = g["latency_ms"].quantile(0.95)
+    assert list(daily.index) == list(p95.index)
+    assert abs(daily["latency_p95_ms"].to_numpy(dtype=float) - p95.to_numpy(dtype=float)).max() <= 0.05 + 1e-9
     assert daily["retries"].to_dict() == g["retry"].apply(lambda r: int(r[r > 0].sum())).to_dict()
     assert daily["push_type_name_en"].notna().all() and daily["push_type_name"].notna().all()
 
