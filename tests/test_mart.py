@@ -9,6 +9,7 @@ inside a transaction they roll back.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import re
 import uuid
@@ -21,10 +22,14 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import psycopg
 import pytest
+from alembic import command
+from alembic.config import Config
 from dagster import DagsterInstance, materialize
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from sqlalchemy import create_engine
 
+from pipelines import warehouse
 from pipelines.definitions import build_resources
 from pipelines.defs.mart import assets as mart
 from pipelines.defs.mart import columns, identity, pii
@@ -470,7 +475,9 @@ def test_call_views_aggregate_calls_in_the_reporting_zone(wh: psycopg.Connection
     assert daily["answered"].to_dict() == grouped["answered"].sum().to_dict()
     ans = calls[calls["answered"]].groupby(["day", "source", "direction"])["duration_s"]
     for stat, col in ((ans.median(), "p50_duration_s"), (ans.quantile(0.9), "p90_duration_s")):
-        assert daily[col].dropna().round(6).to_dict() == stat.astype(float).round(6).to_dict()
+        got = daily[col].dropna().astype(float)
+        assert list(got.index) == list(stat.index)
+        assert abs(got.to_numpy() - stat.to_numpy(dtype=float)).max() <= 0.05 + 1e-9  # one decimal
     assert (daily["answer_rate"].astype(float) - daily["answered"] / daily["calls"]).abs().max() < 5e-5
     assert set(daily.index.get_level_values("day")) == set(calls["day"])  # Shanghai days, not UTC days
 
@@ -512,10 +519,9 @@ def test_push_and_api_views_aggregate_their_facts(wh: psycopg.Connection) -> Non
     g = pushes.groupby(["day", "type"])
     assert daily["deliveries"].to_dict() == g.size().to_dict()
     assert daily["succeeded"].to_dict() == g["result"].apply(lambda r: int((r == 1).sum())).to_dict()
-    assert (
-        daily["latency_p95_ms"].round(3).to_dict()
-        == g["latency_ms"].quantile(0.95).astype(float).round(3).to_dict()
-    )
+    p95 = g["latency_ms"].quantile(0.95)
+    assert list(daily.index) == list(p95.index)
+    assert abs(daily["latency_p95_ms"].to_numpy(dtype=float) - p95.to_numpy(dtype=float)).max() <= 0.05 + 1e-9
     assert daily["retries"].to_dict() == g["retry"].apply(lambda r: int(r[r > 0].sum())).to_dict()
     assert daily["push_type_name_en"].notna().all() and daily["push_type_name"].notna().all()
 
@@ -858,4 +864,153 @@ def test_simulator_shares_returning_customers_between_crm_and_trtc() -> None:
     assert set(sim_customers.trtc_user_ids()) <= set(sim_trtc._users(settings.seed))
     assert {normalize(u) for u in sim_customers.trtc_user_ids()} - {None} == {
         normalize(n) for n in sim_customers.RETURNING_NUMBERS
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# precision (migration 0013): durations one decimal of their unit, rates four decimals
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "sql" / "migrations" / "versions"
+ROUNDED = {
+    "agent_daily": {"answer_rate", "avg_duration_s", "avg_ring_s"},
+    "api_usage_daily": {"error_rate"},
+    "call_daily": {"answer_rate", "avg_duration_s", "p50_duration_s", "p90_duration_s", "avg_ring_s"},
+    "call_hourly": {"answer_rate"},
+    "push_delivery_daily": {"success_rate", "latency_p50_ms", "latency_p95_ms"},
+}
+
+
+def _decimals_allowed(column: str) -> int:
+    if column.endswith("_rate"):
+        return 4
+    assert column.endswith(("_s", "_ms")), f"mart column {column}: decide its precision (migration 0013)"
+    return 1
+
+
+def _migration(name: str):  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location(f"migration_{name[:4]}", MIGRATIONS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mart_durations_and_rates_show_no_more_than_their_decimals(db: psycopg.Connection) -> None:
+    noon = datetime(2026, 11, 13, 12, tzinfo=TZ)
+    # Answered talk times 0 and 13 s: percentile_cont(0.9) is 11.700000000000001 in double
+    # precision; push latencies 0 and 3 ms: the 95th percentile is 2.8499999999999996.
+    db.execute(
+        "INSERT INTO core.fact_crm_call (id, call_id, created_at, call_type, result, duration, ringing_duration, "
+        "agent_name, _loaded_at) VALUES (1, 'c1', %(t)s, 1, 5, 0, 1, 'A', now()), "
+        "(2, 'c2', %(t)s, 1, 5, 13, 2, 'A', now()), (3, 'c3', %(t)s, 1, 3, 0, 2, 'A', now())",
+        {"t": noon},
+    )
+    db.execute(
+        "INSERT INTO core.fact_push_log (enterprise_id, id, create_time, type, result, latency_ms, retry, "
+        "_loaded_at) VALUES (1, 1, %(t)s, 1, 1, 0, 0, now()), (1, 2, %(t)s, 1, 0, 3, 1, now())",
+        {"t": noon},
+    )
+    db.execute(
+        "INSERT INTO core.fact_isales_api_call (vdn_id, id, oper_time, url, result_code, _loaded_at) "
+        "VALUES (7, 'a1', %(t)s, '/x', '0200000', now()), (7, 'a2', %(t)s, '/x', '0200000', now()), "
+        "(7, 'a3', %(t)s, '/x', '0200001', now())",
+        {"t": noon},
+    )
+    noisy = db.execute(
+        "SELECT (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_s)::text FROM mart.calls "
+        "        WHERE answered_at IS NOT NULL), "
+        "       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)::text FROM mart.push_deliveries)"
+    ).fetchone()
+    assert noisy == ("11.700000000000001", "2.8499999999999996")  # the data does make noise
+
+    columns_of = defaultdict(list)
+    for view, column, kind in db.execute(
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = 'mart' AND c.relkind = 'v' AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND format_type(a.atttypid, a.atttypmod) IN ('numeric', 'double precision', 'real') ORDER BY 1, a.attnum"
+    ).fetchall():
+        assert kind == "numeric", f"mart.{view}.{column} is {kind}: floats print their noise"
+        columns_of[view].append(column)
+    assert {v: set(c) for v, c in columns_of.items()} == ROUNDED
+    shown: dict[tuple[str, str], list[str]] = {}
+    for view, cols in columns_of.items():
+        for column in cols:
+            query = sql.SQL("SELECT {c}::text FROM mart.{v} WHERE {c} IS NOT NULL").format(
+                c=sql.Identifier(column), v=sql.Identifier(view)
+            )
+            shown[view, column] = [r[0] for r in db.execute(query).fetchall()]
+            assert shown[view, column], f"no value of mart.{view}.{column} to check"
+            for value in shown[view, column]:
+                assert len(value.partition(".")[2]) <= _decimals_allowed(column), (view, column, value)
+    assert shown["call_daily", "p90_duration_s"] == ["11.7"]
+    assert shown["call_daily", "p50_duration_s"] == ["6.5"]
+    assert shown["call_daily", "avg_ring_s"] == ["1.7"] and shown["call_daily", "answer_rate"] == ["0.6667"]
+    assert shown["push_delivery_daily", "latency_p95_ms"] == ["2.9"]  # 2.85 as written, rounded up
+    assert shown["api_usage_daily", "error_rate"] == ["0.3333"]
+
+
+def _alembic(url: str, action: str, target: str, role: str | None = None) -> None:
+    """``alembic upgrade|downgrade`` on ``url``, as ``role`` when given."""
+    engine = create_engine(warehouse.sqlalchemy_url(url))
+    try:
+        with engine.begin() as conn:
+            if role:
+                conn.exec_driver_sql(f"GRANT ALL ON public.alembic_version TO {role}")
+                conn.exec_driver_sql(f"SET LOCAL ROLE {role}")
+            cfg = Config()
+            cfg.set_main_option("script_location", str(warehouse.MIGRATIONS_DIR))
+            cfg.attributes["connection"] = conn
+            getattr(command, action)(cfg, target)
+    finally:
+        engine.dispose()
+
+
+def _views(conn: psycopg.Connection) -> dict[str, tuple]:
+    """Each mart view: definition, owner, grants, comment, and its columns with type and comment."""
+    views = {}
+    for oid, name, definition, owner, acl, comment in conn.execute(
+        "SELECT c.oid, c.relname, pg_get_viewdef(c.oid), pg_get_userbyid(c.relowner), c.relacl::text, "
+        "obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'mart' AND c.relkind = 'v'"
+    ).fetchall():
+        cols = conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), col_description(attrelid, attnum) "
+            "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (oid,),
+        ).fetchall()
+        grants = frozenset(acl.strip("{}").split(",")) if acl else frozenset()  # in any order
+        views[name] = (definition, owner, grants, comment, cols)
+    return views
+
+
+def test_rounding_migration_downgrades_to_0011s_views_and_keeps_owner_grants_and_comments(
+    warehouse_url: str, db: psycopg.Connection
+) -> None:
+    m11, m13 = _migration("0011_mart.py"), _migration("0013_mart_rounding.py")
+    for view, body in m13.OLD_VIEWS.items():
+        assert body == m11.VIEWS[view]
+    for view, cols in m13.OLD_COMMENTS.items():
+        assert cols == {c: m11.COMMENTS[view][1][c] for c in cols}
+    head = _views(db)
+    assert head["call_daily"][1] == "loader" and "analyst=r/loader" in head["call_daily"][2]
+
+    # As the owner, like a deployment whose pipeline login is loader (not a superuser).
+    _alembic(warehouse_url, "downgrade", "0012", role="loader")
+    old = _views(db)
+    assert {v for v in old if old[v] != head[v]} == {"call_daily", "push_delivery_daily", "agent_daily"}
+    for view, (comment, cols) in m11.COMMENTS.items():
+        _, _, _, got_comment, got_cols = old[view.removeprefix("mart.")]
+        assert got_comment == comment and {c: t for c, _, t in got_cols} == cols, view
+    types = {c: t for c, t, _ in old["call_daily"][4]}
+    assert types["p90_duration_s"] == "double precision"
+    for view in ("call_daily", "push_delivery_daily"):
+        assert old[view][1:3] == head[view][1:3]  # owner and grants
+
+    db.execute("GRANT SELECT ON mart.call_daily TO PUBLIC")  # a grant made since 0011 survives
+    _alembic(warehouse_url, "upgrade", "0013")  # as a superuser: the views are given back to loader
+    again = _views(db)
+    assert again["call_daily"][2] == head["call_daily"][2] | {"=r/loader"}
+    assert {v: (*d[:2], *d[3:]) for v, d in again.items()} == {v: (*d[:2], *d[3:]) for v, d in head.items()}
+    assert {v: d[2] for v, d in again.items() if v != "call_daily"} == {
+        v: d[2] for v, d in head.items() if v != "call_daily"
     }

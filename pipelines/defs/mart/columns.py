@@ -1,5 +1,6 @@
 """The columns of the mart views as the Dagster UI shows them: name, type and the same text
-as the view's ``COMMENT ON COLUMN`` (migration 0011; tests/test_mart.py keeps the two equal).
+as the view's ``COMMENT ON COLUMN`` (migrations 0011 and 0013; tests/test_mart.py keeps the two
+equal).
 """
 
 from dagster import TableColumn, TableSchema
@@ -19,8 +20,8 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("answered", "bigint", "Calls answered (answered_at set: outcome answered or interrupted)."),
             ("answer_rate", "numeric", "answered / calls, 0..1, four decimals."),
             ("talk_s", "bigint", "Total talk time of answered calls, seconds."),
-            ("avg_duration_s", "numeric", "Average talk time of answered calls, seconds."),
-            ("avg_ring_s", "numeric", "Average ring time, seconds."),
+            ("avg_duration_s", "numeric", "Average talk time of answered calls, seconds, one decimal."),
+            ("avg_ring_s", "numeric", "Average ring time, seconds, one decimal."),
         ],
     ),
     "api_usage_daily": (
@@ -60,18 +61,18 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("calls", "bigint", "Calls that their source still returns (mart.calls with is_deleted false)."),
             ("answered", "bigint", "Calls answered (answered_at set: outcome answered or interrupted)."),
             ("answer_rate", "numeric", "answered / calls, 0..1, four decimals."),
-            ("avg_duration_s", "numeric", "Average talk time of answered calls, seconds."),
+            ("avg_duration_s", "numeric", "Average talk time of answered calls, seconds, one decimal."),
             (
                 "p50_duration_s",
-                "double precision",
-                "Median talk time of answered calls, seconds (interpolated).",
+                "numeric",
+                "Median talk time of answered calls, seconds (interpolated), one decimal.",
             ),
             (
                 "p90_duration_s",
-                "double precision",
-                "90th percentile of talk time of answered calls, seconds (interpolated).",
+                "numeric",
+                "90th percentile of talk time of answered calls, seconds (interpolated), one decimal.",
             ),
-            ("avg_ring_s", "numeric", "Average ring time of the calls that have one, seconds."),
+            ("avg_ring_s", "numeric", "Average ring time of the calls that have one, seconds, one decimal."),
         ],
     ),
     "call_hourly": (
@@ -234,10 +235,14 @@ VIEWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("success_rate", "numeric", "succeeded / deliveries, 0..1, four decimals."),
             (
                 "latency_p50_ms",
-                "double precision",
-                "Median delivery latency (EndTime - StartTime), milliseconds.",
+                "numeric",
+                "Median delivery latency (EndTime - StartTime), milliseconds (interpolated), one decimal.",
             ),
-            ("latency_p95_ms", "double precision", "95th percentile of delivery latency, milliseconds."),
+            (
+                "latency_p95_ms",
+                "numeric",
+                "95th percentile of delivery latency, milliseconds (interpolated), one decimal.",
+            ),
             ("retries", "bigint", "Retries spent (sum of the pushes' Retry counts)."),
         ],
     ),
