@@ -1,1 +1,1 @@
-"""Benchmarks (DESIGN.md, "Performance targets"): run with ``python -m bench.crm``."""
+"""Benchmarks (bench/README.md, "Targets"): run with ``python -m bench.crm``."""

@@ -1,4 +1,4 @@
-"""Benchmark of the CRM call-log pipeline (DESIGN.md, "Performance targets").
+"""Benchmark of the CRM call-log pipeline (bench/README.md, "Targets").
 
     .venv/bin/python -m bench.crm --sizes 200000 1000000
 

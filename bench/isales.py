@@ -1,4 +1,4 @@
-"""Benchmark of the iSales call-log pipeline (DESIGN.md, "Performance targets").
+"""Benchmark of the iSales call-log pipeline (bench/README.md, "Targets").
 
     .venv/bin/python -m bench.isales --per-vdn 100000
 

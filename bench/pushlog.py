@@ -1,4 +1,4 @@
-"""Benchmark of the push-log pipeline (DESIGN.md, "Performance targets").
+"""Benchmark of the push-log pipeline (bench/README.md, "Targets").
 
     .venv/bin/python -m bench.pushlog --records 2000000                  # both parts
     .venv/bin/python -m bench.pushlog --records 2000000 --parts month    # the closed month only

@@ -1,4 +1,4 @@
-"""Benchmark of the TRTC call-record pipeline (DESIGN.md, "Performance targets").
+"""Benchmark of the TRTC call-record pipeline (bench/README.md, "Targets").
 
     .venv/bin/python -m bench.trtc --volume 70000
 

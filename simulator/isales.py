@@ -13,9 +13,10 @@ JSON body and ``Content-Type: application/json; charset=UTF-8``:
   ``Settings.file_server_count``.
 
 Signing: ``Authorization: auth-v2/<AK>/<yyyy-MM-ddTHH:mm:ss.SSSZ>/<signedHeaders>/<signature>``
-(VENDORS.md, "C2" scheme), verified here by an independent canonicalisation; ``sign_variant``
-"hex" (hex HMAC string as key, hex signature, header lines joined by newlines) or "base64" (raw
-HMAC key, Base64 signature, a newline after each header line plus a blank line). A missing or
+(the "C2" scheme seeds 000 and 003 name, as public ports of Huawei's Java demo implement it),
+verified here by an independent canonicalisation; ``sign_variant`` "hex" (hex HMAC string as
+key, hex signature, header lines joined by newlines) or "base64" (raw HMAC key, Base64
+signature, a newline after each header line plus a blank line). A missing or
 wrong signature, an unknown AK, or a timestamp more than ``max_skew_s`` off the clock answers
 HTTP 401 with a JSON body. The signed headers must include ``content-length``, ``content-type``
 and ``host``.
@@ -114,7 +115,7 @@ class Settings:
     sk: str = "sim-secret-isales"
     vdn_ids: tuple[int, ...] = (1, 2)
     timezone: str = "Asia/Shanghai"
-    sign_variant: str = "hex"  # "hex" or "base64" (VENDORS.md: the third port)
+    sign_variant: str = "hex"  # "hex" (two of the demo's public ports) or "base64" (the third)
     max_skew_s: int = 900
     max_limit: int = 100
     max_window_days: int = 7

@@ -1,7 +1,7 @@
 """Alibaba Cloud VMS ``CloudListCurlLog`` (seed 001): the push (webhook) log of a Tinet
 Clink call center, behind Alibaba Cloud's RPC gateway.
 
-Contract (an independent reading of the seed and VENDORS.md, not of our client):
+Contract (an independent reading of seed 001 and of Alibaba Cloud's signature V3, not of our client):
 
 - ``POST /`` (``GET`` too, as the gateway accepts both), action and version in the
   ``x-acs-action`` / ``x-acs-version`` headers, the API parameters in the query string (or

@@ -61,7 +61,7 @@ def partition_freshness_checks(
 ) -> Sequence[AssetChecksDefinition]:
     """Checks that the latest partition of each asset was materialized by ``deadline_cron``.
 
-    Kept on purpose beside each asset's ``FreshnessPolicy`` (DESIGN.md): a backfill of an old
+    Kept on purpose beside each asset's ``FreshnessPolicy`` (README.md, "Operating it"): a backfill of an old
     partition makes the policy look fresh, while these look at the latest partition itself.
     Dagster marks the builder superseded; its warning is silenced here, and only here."""
     with warnings.catch_warnings():

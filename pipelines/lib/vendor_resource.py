@@ -1,7 +1,7 @@
 """What every vendor's Dagster resource shares: the HTTP settings, the share of a window one
 pull may mark gone, and the one naming rule that binds it to the environment.
 
-The rule (DESIGN.md's configuration contract): a field ``f`` of source ``s``'s resource is
+The rule (README.md, "Configuration"): a field ``f`` of source ``s``'s resource is
 the variable ``S_F`` (``<SOURCE>_BASE_URL``, ``<SOURCE>_RATE_PER_S``). A field
 without a default, or named in ``SECRETS``, is bound through ``EnvVar``: Dagster resolves
 it at run time and never shows its value. Any other field keeps its default unless its

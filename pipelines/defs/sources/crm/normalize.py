@@ -1,10 +1,10 @@
 """How CRM records become typed rows: the fields of each endpoint's records (pipelines/lib/typed_select.py).
 
-The documented types are often wrong (VENDORS.md); these follow the samples: identifiers
-and phone numbers are text (``spNumber`` keeps its leading zero, ``callId`` is a UUID
-string), ``province``/``city`` are integers or null, times are naive ``yyyy-MM-dd
-HH:mm:ss`` in CRM_TIMEZONE (``%(tz)s``). A field that is present but cannot be typed
-rejects the record, naming the field, rather than being silently nulled.
+The documented types are often wrong (this folder's README.md lists how); these follow the
+samples: identifiers and phone numbers are text (``spNumber`` keeps its leading zero,
+``callId`` is a UUID string), ``province``/``city`` are integers or null, times are naive
+``yyyy-MM-dd HH:mm:ss`` in CRM_TIMEZONE (``%(tz)s``). A field that is present but cannot be
+typed rejects the record, naming the field, rather than being silently nulled.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from pipelines.lib.vendor_resource import VendorResource
 VENDOR = "Huawei CC-iSales"
 CREDENTIALS_HINT = (
     "Check ISALES_AK and ISALES_SK (and ISALES_SIGN_VARIANT, hex or base64: the signing scheme is "
-    "inferred, see VENDORS.md)."
+    "inferred, see pipelines/defs/sources/isales/README.md)."
 )
 CALLLOGS = "/rest/isales/v1/openapi/campaigns/{vdn}/calllogs"
 QUERY_SERVER = "/rest/isales/v1/openapi/campaigns/{vdn}/file/queryServer"

@@ -33,7 +33,7 @@ def known_push_types(conn: psycopg.Connection, window: tuple[datetime, datetime]
 
 def type_str_disagreements(conn: psycopg.Connection, window: tuple[datetime, datetime]) -> dict[str, object]:
     """TypeStr disagrees with the documented name of Type in the vendor's own sample
-    (VENDORS.md): a known quirk, recorded as metadata rather than checked. ``type`` is what
+    (this folder's README.md): a known quirk, recorded as metadata rather than checked. ``type`` is what
     the warehouse trusts; the pairs show what the vendor printed."""
     rows = conn.execute(
         "SELECT f.type, d.name, f.type_str, count(*), sum(count(*)) OVER () FROM core.fact_push_log f "

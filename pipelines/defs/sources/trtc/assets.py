@@ -153,7 +153,7 @@ CALLS = Ingest(
         not_null=("media_type", "caller", "call_type", "call_result", "ended_at"),
         enums={
             # offline is not in seed 004 but is what the vendor sends for a callee who was not
-            # online (VENDORS.md): a known quirk, counted in the metadata, not an alarm.
+            # online (see this folder's README.md): a known quirk, counted in the metadata, not an alarm.
             "call_result": [*normalize.CALL_RESULTS, "offline"],
             "call_type": normalize.CALL_TYPES,
             "media_type": normalize.MEDIA_TYPES,

@@ -1,4 +1,4 @@
-"""TLSSigAPIv2 UserSig for the TRTC / IM REST API (VENDORS.md, "Tencent TRTC").
+"""TLSSigAPIv2 UserSig for the TRTC / IM REST API (pipelines/defs/sources/trtc/README.md, "Authentication").
 
 A few lines instead of the official ``tls-sig-api-v2`` package, which reads the wall clock
 itself and cannot be given a time; tests compare both byte for byte. The official code
