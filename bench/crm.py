@@ -398,8 +398,8 @@ def _e2e_dagster(cfg: dict, meter: Meter) -> dict[str, Any]:
 
 def _e2e_direct(cfg: dict, meter: Meter) -> dict[str, Any]:
     """The asset body without Dagster: call_log_pages -> pump -> PartitionLoad."""
-    from pipelines.lib.loader import PartitionLoad, pump
     from pipelines.defs.sources.crm import normalize
+    from pipelines.lib.loader import PartitionLoad, pump
     from pipelines.lib.warehouse import WarehouseResource
 
     start, end = _window(cfg["day"])

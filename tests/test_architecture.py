@@ -24,7 +24,15 @@ VENDOR_WORDS = re.compile(
 )
 # About 150 lines: a reader holds a unit whole.
 MAX_UNIT_LINES = 150
-DOCS = ["README.md", "ARCHITECTURE.md", "SECURITY.md", "bench/README.md", "simulator/README.md"]
+DOCS = [
+    "README.md",
+    "ARCHITECTURE.md",
+    "SECURITY.md",
+    "bench/README.md",
+    "simulator/README.md",
+    "pipelines/deploy/README.md",
+    *(f"pipelines/defs/sources/{source}/README.md" for source in SOURCES),
+]
 
 
 def _python_files(*folders: Path) -> list[Path]:
