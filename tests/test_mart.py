@@ -29,7 +29,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import create_engine
 
-from pipelines import warehouse
 from pipelines.definitions import build_resources
 from pipelines.defs.mart import assets as mart
 from pipelines.defs.mart import columns, identity, pii
@@ -38,6 +37,7 @@ from pipelines.defs.sources.isales import assets as isales
 from pipelines.defs.sources.pushlog import assets as pushlog
 from pipelines.defs.sources.trtc import assets as trtc
 from pipelines.defs.sources.trtc import plan
+from pipelines.lib import warehouse
 from pipelines.lib.warehouse import WarehouseResource
 from simulator import customers as sim_customers
 from simulator.app import Simulator
