@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         left = stop(ports)
         if left:
             raise DemoError(f"ports still taken after stopping: {', '.join(left)}")
-        print("demo stopped; its data stays in .demo/ (start again with --start)")
+        print(f"demo stopped; its data stays in {STATE_DIR} (start again with --start)")
         return
     if args.start and not settings.get("loaded"):
         raise DemoError("nothing to start yet: run `python -m pipelines.demo` first")
