@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -80,7 +80,7 @@ class Daemons:
             for log in sorted(self.logs.glob("daemon-*.log"))
         )
 
-    def kill_all(self) -> None:
+    def close(self) -> None:
         for process in self.started:
             # poll() reaps a daemon killed before: its pid is never signalled again (reused?).
             if process.poll() is None:
@@ -101,17 +101,13 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=30)
 
 
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    running = Daemons(tmp_path)
-    yield running
-    running.kill_all()
-
-
-def wait_for(condition: Callable[[], object], what: str, daemons: Daemons, limit_s: float = 120) -> object:
-    """Poll ``condition`` until it is truthy; fails (with the daemons' logs) if it never is."""
+def wait_for(condition: Callable[[], object], what: str, daemons: Daemons, limit_s: float = 240) -> object:
+    """Poll ``condition`` until it is truthy; fails (with the daemons' logs) if it never is, or
+    at once if the daemon last started has exited."""
     deadline = time.monotonic() + limit_s
     while not (value := condition()):
+        if daemons.started[-1].poll() is not None:
+            pytest.fail(f"the daemon exited while waiting for {what}\n{daemons.tail()}")
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}\n{daemons.tail()}")
         time.sleep(0.2)
@@ -182,9 +178,12 @@ def test_a_killed_run_fails_frees_its_slot_and_its_one_retry_succeeds(
     pg_admin_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    daemons: Daemons,
 ) -> None:
-    with dagster_home(pg_admin_url, tmp_path / "home", monkeypatch, OVERRIDES) as (instance, _):
+    daemons = Daemons(tmp_path)
+    with (
+        dagster_home(pg_admin_url, tmp_path / "home", monkeypatch, OVERRIDES) as (instance, _),
+        contextlib.closing(daemons),  # killed before their database is dropped
+    ):
         # The retry consumer's interval has no dagster.yaml setting, only this variable.
         env = {**os.environ, "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1"}
         daemon = daemons.start(env)
@@ -194,7 +193,7 @@ def test_a_killed_run_fails_frees_its_slot_and_its_one_retry_succeeds(
         # The daemon launched it and its step waits for the file, holding the crm slot.
         wait_for(lambda: run_id in crm_slot_holders(instance), "the run to take the crm slot", daemons)
         assert run_status(instance, run_id) == DagsterRunStatus.STARTED
-        pid, _ = worker_pid(instance, run_id)
+        pid, _ = worker_pid(instance, run_id) or pytest.fail("no worker pid recorded")
         worker = psutil.Process(pid)
         # The run's own process, started under the daemon's code server (not the daemon).
         assert worker in daemon.children(recursive=True)
@@ -238,4 +237,3 @@ def test_a_killed_run_fails_frees_its_slot_and_its_one_retry_succeeds(
         assert retry.tags["dagster/retry_number"] == "1"  # launched by the retry daemon, not by hand
         assert [r.run_id for r in instance.get_runs()] == [retry.run_id, run_id]  # retried once
         assert crm_slot_holders(instance) == set()
-        daemons.kill_all()  # before its database is dropped
