@@ -2,8 +2,8 @@
 the pool's slot until its worker is killed, the next needs the same slot, and one waits for a
 file (its first run is killed while it waits; its retry finds the file and succeeds).
 
-``defs`` makes this module a code location of its own (``dagster-daemon run -m
-tests.ops_jobs``): no schedules or sensors to start runs behind a test's back."""
+``defs`` makes this module a code location of its own, the one the crash-retry test's
+``dagster-daemon`` loads: no schedules or sensors to start runs behind a test's back."""
 
 import time
 from pathlib import Path
