@@ -8,8 +8,8 @@ Two crashes, each ending with the retry's success:
   first: either way the run fails.
 - ``host``: the daemon, its code server and the run's worker are killed together (a reboot,
   the OOM killer taking the lot), then a new daemon starts. Nothing is left that saw the worker
-  die: only run monitoring, asking ``pipelines.launcher.LocalRunLauncher`` about the worker's
-  pid, can fail the run.
+  die: only run monitoring, asking ``pipelines.deploy.launcher.LocalRunLauncher`` about the
+  worker's pid, can fail the run.
 
 The job (``tests/ops_jobs.py``) holds the crm pool's one slot while it waits for a file: the first
 run waits until it is killed; the file is written once the slot is free, so the retry succeeds.
@@ -38,7 +38,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
-from pipelines.launcher import worker_pid
+from pipelines.deploy.launcher import worker_pid
 from tests.dagster_home import dagster_home
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_a_killed_run_fails_frees_its_slot_and_its_one_retry_succeeds(
 
         wait_for(lambda: run_status(instance, run_id) == DagsterRunStatus.FAILURE, "the run to fail", daemons)
         if crash == "host":
-            # Failed by run monitoring on the launcher's word (pipelines/launcher.py).
+            # Failed by run monitoring on the launcher's word (pipelines/deploy/launcher.py).
             assert f"the run worker (pid {pid}) is no longer running" in failure_message(instance, run_id)
         wait_for(
             lambda: run_id not in crm_slot_holders(instance), "the dead run's crm slot to be freed", daemons
