@@ -1,9 +1,12 @@
 """The run launcher of a single-host deployment (the demo, one VM): Dagster's default one,
 plus the worker health check that run monitoring needs.
 
-``DefaultRunLauncher`` cannot tell whether a run's worker is alive, so a worker killed with
-SIGKILL (OOM killer, ``kill -9``, a reboot) left its run STARTED forever, and the run's
-pool slot with it: every later run of that vendor waited without end. Every run worker
+``DefaultRunLauncher`` cannot tell whether a run's worker is alive. The code server that
+started a worker fails its run when the worker dies, but once that server is gone too (a
+reboot, the OOM killer or ``kill -9`` taking the daemon's process tree) or for a run that had
+none (``dagster asset materialize``), a worker killed with SIGKILL left its run STARTED
+forever, and the run's pool slot with it: every later run of that vendor waited without end
+(tests/test_crash_retry.py kills both ways under a real daemon). Every run worker
 records its pid in the run's first engine event ("Started process for run (pid: N)", or the
 executor's "parent process (pid: N)" for ``dagster asset materialize``); run monitoring asks
 this launcher about each STARTED run, a run whose process is gone is failed, and the
