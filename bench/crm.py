@@ -310,7 +310,7 @@ class _SqlTimer:
 
         psycopg.AsyncCursor.execute = timed_execute  # type: ignore[method-assign]
 
-        from pipelines.lib.loader import PartitionLoad
+        from pipelines.lib.loading import PartitionLoad
 
         add, flush = PartitionLoad.add, PartitionLoad.flush
 
@@ -399,7 +399,7 @@ def _e2e_dagster(cfg: dict, meter: Meter) -> dict[str, Any]:
 def _e2e_direct(cfg: dict, meter: Meter) -> dict[str, Any]:
     """The asset body without Dagster: call_log_pages -> pump -> PartitionLoad."""
     from pipelines.defs.sources.crm import normalize
-    from pipelines.lib.loader import PartitionLoad, pump
+    from pipelines.lib.loading import PartitionLoad, pump
     from pipelines.lib.warehouse import WarehouseResource
 
     start, end = _window(cfg["day"])

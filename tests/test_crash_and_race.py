@@ -38,7 +38,7 @@ from sqlalchemy import create_engine
 import simulator.crm as crm_sim
 from pipelines.defs.sources.crm import normalize as crm
 from pipelines.lib import warehouse
-from pipelines.lib.loader import PartitionLoad
+from pipelines.lib.loading import PartitionLoad
 from simulator.app import Simulator
 from simulator.common import Fault
 from tests.helpers import checks, metadata

@@ -13,8 +13,8 @@ import pytest
 
 from pipelines.defs.sources.crm.normalize import CALL_LOGS
 from pipelines.lib import checks
-from pipelines.lib.json_safety import split_page
-from pipelines.lib.loader import LoadError, PartitionLoad
+from pipelines.lib.loading import LoadError, PartitionLoad
+from pipelines.lib.loading.json_safety import split_page
 from tests.test_loader import DAY, WINDOW, call, load
 
 TEN = [call(i) for i in range(1, 11)]

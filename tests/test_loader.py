@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from pipelines.defs.sources.crm.normalize import CALL_LOGS
-from pipelines.lib.loader import PartitionLoad
+from pipelines.lib.loading import PartitionLoad
 
 DAY = "2026-11-20"
 WINDOW = (datetime(2026, 11, 19, 16, tzinfo=UTC), datetime(2026, 11, 20, 16, tzinfo=UTC))
@@ -48,7 +48,7 @@ def core_rows(db: psycopg.Connection) -> list[tuple]:
 
 def test_a_first_load_inserts_without_upserting(warehouse_url: str, db: psycopg.Connection) -> None:
     pl = load(warehouse_url, [[call(1), call(2)], [call(3)]])
-    assert pl._upsert is False  # every batch went in by plain INSERT
+    assert pl.upsert is False  # every batch went in by plain INSERT
     assert pl.result.rows_upserted == {"core.fact_crm_call": 3}
     assert core_rows(db) == [(1, 10), (2, 10), (3, 10)]
     assert db.execute("SELECT count(*) FROM raw.crm_call").fetchone()[0] == 3
@@ -59,7 +59,7 @@ def test_a_record_repeated_on_a_later_page_turns_the_load_to_upserts(
 ) -> None:
     # Offset paging shifts when the vendor inserts a call mid-walk: record 2 comes again, newer.
     pl = load(warehouse_url, [[call(1), call(2)], [call(2, duration=99), call(3)], [call(4)]])
-    assert pl._upsert is True
+    assert pl.upsert is True
     assert core_rows(db) == [(1, 10), (2, 99), (3, 10), (4, 10)]
     raw = db.execute("SELECT record_key, (record->>'duration')::int FROM raw.crm_call ORDER BY 1").fetchall()
     assert raw == [("1", 10), ("2", 99), ("3", 10), ("4", 10)]
@@ -76,7 +76,7 @@ def test_a_key_kept_under_another_partition_is_upserted_not_failed(
     pl = load(
         warehouse_url, [[call(7, createTime="2026-11-21 09:00:00", duration=42)]], "2026-11-21", next_day
     )
-    assert pl._upsert is True
+    assert pl.upsert is True
     assert core_rows(db) == [(7, 42), (8, 10)]
     assert db.execute("SELECT partition_key FROM raw.crm_call WHERE record_key = '7'").fetchone() == (
         "2026-11-21",
@@ -86,6 +86,6 @@ def test_a_key_kept_under_another_partition_is_upserted_not_failed(
 def test_a_reload_upserts_from_the_start(warehouse_url: str, db: psycopg.Connection) -> None:
     load(warehouse_url, [[call(1), call(2)]])
     pl = load(warehouse_url, [[call(1, duration=5)]], max_gone_share=1.0)
-    assert pl._upsert is True
+    assert pl.upsert is True
     assert core_rows(db) == [(1, 5), (2, 10)]  # call 2, no longer returned, is kept
     assert pl.result.rows_gone == {"core.fact_crm_call": 1}

@@ -13,7 +13,7 @@ from pipelines.defs.sources.crm import normalize as crm
 from pipelines.defs.sources.isales import normalize as isales
 from pipelines.defs.sources.pushlog import normalize as pushlog
 from pipelines.defs.sources.trtc import normalize as trtc
-from pipelines.lib.loader import SourceSpec
+from pipelines.lib.loading import SourceSpec
 from pipelines.lib.schema import (
     BOOKKEEPING,
     ModelMismatch,

@@ -29,7 +29,7 @@ from pipelines.defs.sources.crm import normalize as crm
 from pipelines.defs.sources.isales import normalize as isales
 from pipelines.defs.sources.pushlog import normalize as pushlog
 from pipelines.defs.sources.trtc import normalize as trtc
-from pipelines.lib.loader import PartitionLoad, SourceSpec
+from pipelines.lib.loading import PartitionLoad, SourceSpec
 from simulator import crm as crm_sim
 from simulator import isales as isales_sim
 from simulator import pushlog as pushlog_sim

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from pipelines.lib.http import Page
-from pipelines.lib.loader import pump
+from pipelines.lib.loading import pump
 
 
 class SlowLoad:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pipelines.defs.sources.pushlog import normalize, quality
-from pipelines.lib.loader import PartitionLoad
+from pipelines.lib.loading import PartitionLoad
 
 # Seed 001's "正常返回示例", verbatim: Params and ResultText escaped twice, "" as empty.
 SEED_SAMPLE = r"""{

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from pipelines.defs.sources.trtc import normalize
-from pipelines.lib.loader import PartitionLoad
+from pipelines.lib.loading import PartitionLoad
 
 # Seed 004's sample answer, verbatim (three "offline" calls; the caller among the callees).
 SEED_SAMPLE = {

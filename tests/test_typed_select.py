@@ -80,7 +80,7 @@ def test_loader_falls_back_for_a_refused_batch_only(warehouse_url: str, db: psyc
     from datetime import UTC, datetime
 
     from pipelines.defs.sources.crm.normalize import CALL_LOGS
-    from pipelines.lib.loader import PartitionLoad
+    from pipelines.lib.loading import PartitionLoad
 
     def page(records: list[dict]) -> bytes:
         return json.dumps({"code": 200, "data": {"list": records, "total": 3}}).encode()
@@ -114,7 +114,7 @@ def test_a_body_that_is_not_utf8_fails_the_load_and_lands_nothing(
     import pytest
 
     from pipelines.defs.sources.crm.normalize import CALL_LOGS
-    from pipelines.lib.loader import LoadError, PartitionLoad
+    from pipelines.lib.loading import LoadError, PartitionLoad
 
     good = json.dumps({"code": 200, "data": {"list": [GOOD], "total": 2}}).encode()
     bad = json.dumps(

@@ -11,7 +11,7 @@ import psycopg
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 from psycopg import sql
 
-from pipelines.lib.loader import LoadResult, qualified_ident
+from pipelines.lib.loading import LoadResult, qualified_ident
 
 
 def _window_clause(time_column: str | None) -> sql.Composable:

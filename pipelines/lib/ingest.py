@@ -36,7 +36,7 @@ from pydantic import Field as ConfigField
 
 from pipelines.lib import checks
 from pipelines.lib.http import HttpStats, Page
-from pipelines.lib.loader import LoadResult, PartitionLoad, SourceSpec, pump, qualified_ident
+from pipelines.lib.loading import LoadResult, PartitionLoad, SourceSpec, pump, qualified_ident
 from pipelines.lib.warehouse import WarehouseResource
 
 Window = tuple[datetime, datetime]

@@ -10,7 +10,7 @@ from dagster import TableColumn, TableColumnConstraints, TableConstraints, Table
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
-from pipelines.lib.loader import CoreTarget
+from pipelines.lib.loading import CoreTarget
 from pipelines.lib.typed_select import Field, Spec, columns_of, typed_select
 
 # Written by the loader itself, never by a normalizer.

@@ -20,7 +20,7 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, ValidationError
 
 from pipelines.lib.http import HttpClient
-from pipelines.lib.loader import DEFAULT_MAX_GONE_SHARE
+from pipelines.lib.loading import DEFAULT_MAX_GONE_SHARE
 from pipelines.lib.settings import SettingError
 
 

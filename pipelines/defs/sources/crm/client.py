@@ -21,7 +21,6 @@ from pipelines.lib.http import (
     HttpClient,
     Page,
     Reply,
-    RetryableVendorError,
     VendorAuthError,
     VendorError,
     bounded,
@@ -76,7 +75,7 @@ def check_envelope(endpoint: str) -> Callable[[object], None]:
                 VENDOR, endpoint, code, message or "authentication failed", f"Check {CREDENTIAL_VARS}."
             )
         if _BUSY_WORDS.search(message):
-            raise RetryableVendorError(VENDOR, endpoint, code, message)
+            raise VendorError(VENDOR, endpoint, code, message, transient=True)
         raise VendorError(VENDOR, endpoint, code, message or "no message")
 
     return check

@@ -10,7 +10,7 @@ typed rejects the record, naming the field, rather than being silently nulled.
 from __future__ import annotations
 
 from models import crm as models
-from pipelines.lib.loader import SourceSpec
+from pipelines.lib.loading import SourceSpec
 from pipelines.lib.schema import core_target
 from pipelines.lib.typed_select import Field, Param
 

@@ -15,7 +15,7 @@ record (raw.rejects names the field) rather than nulling it silently.
 from __future__ import annotations
 
 from models import isales as models
-from pipelines.lib.loader import SourceSpec
+from pipelines.lib.loading import SourceSpec
 from pipelines.lib.schema import core_target
 from pipelines.lib.typed_select import Field, Param
 

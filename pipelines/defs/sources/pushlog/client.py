@@ -31,7 +31,6 @@ from pipelines.lib.http import (
     HttpClient,
     Page,
     Reply,
-    RetryableVendorError,
     VendorAuthError,
     VendorError,
     VendorResponseError,
@@ -99,7 +98,7 @@ def check_envelope(payload: object) -> None:
             VENDOR, ENDPOINT, code, message, "Check this machine's clock (x-acs-date, 15 minutes)."
         )
     if _RETRYABLE.match(code):
-        raise RetryableVendorError(VENDOR, ENDPOINT, code, message)
+        raise VendorError(VENDOR, ENDPOINT, code, message, transient=True)
     raise VendorError(VENDOR, ENDPOINT, code, message or "no message")
 
 

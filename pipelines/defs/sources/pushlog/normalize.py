@@ -9,7 +9,7 @@ characters ``""`` for "empty".
 from __future__ import annotations
 
 from models import pushlog as models
-from pipelines.lib.loader import SourceSpec
+from pipelines.lib.loading import SourceSpec
 from pipelines.lib.schema import core_target
 from pipelines.lib.typed_select import Derived, Field
 

@@ -36,7 +36,6 @@ from pipelines.lib.http import (
     HttpClient,
     Page,
     Reply,
-    RetryableVendorError,
     VendorAuthError,
     VendorError,
     VendorResponseError,
@@ -159,7 +158,7 @@ def check_envelope(payload: object) -> None:
         meaning, hint = _AUTH_HINTS[code]
         raise VendorAuthError(VENDOR, ENDPOINT, code, f"{meaning} ({message})" if message else meaning, hint)
     if code in _RETRYABLE:
-        raise RetryableVendorError(VENDOR, ENDPOINT, code, _RETRYABLE[code])
+        raise VendorError(VENDOR, ENDPOINT, code, _RETRYABLE[code], transient=True)
     meaning = _OTHER.get(code, "unknown error code")
     raise VendorError(VENDOR, ENDPOINT, code, f"{meaning} ({message})" if message else meaning)
 

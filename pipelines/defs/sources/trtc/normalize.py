@@ -11,7 +11,7 @@ too. Identifiers are text (user ids keep leading zeros).
 from __future__ import annotations
 
 from models import trtc as models
-from pipelines.lib.loader import SourceSpec
+from pipelines.lib.loading import SourceSpec
 from pipelines.lib.schema import core_target
 from pipelines.lib.typed_select import Field, typed_select
 

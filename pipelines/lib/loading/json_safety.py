@@ -3,8 +3,8 @@
 A vendor's page is valid JSON, yet PostgreSQL refuses three things in it: a ``\\u0000`` inside
 a string (its text type holds no NUL), an unpaired UTF-16 surrogate (``\\ud800``), and a
 number beyond what ``numeric`` stores (``1e999999``). One such record fails the statement
-that lands its whole batch. The loader's fallback for such a batch hands the pages here:
-the records PostgreSQL can take go on as a cleaned page, each other record becomes a
+that lands its whole batch. The loader's fallback for such a batch hands its pages here
+(``split_batch``): the records PostgreSQL can take go on as a cleaned page, each other record becomes a
 *made-safe copy* (every offending value replaced by its JSON text, as a string) with a
 reason naming the field, never the value, so no customer data reaches a log.
 
@@ -144,3 +144,18 @@ def split_page(body: bytes, records_path: Sequence[str]) -> tuple[bytes, list[Re
     for step in reversed(records_path):
         cleaned = {step: cleaned}
     return dumps(cleaned).encode("utf-8"), refused
+
+
+def split_batch(pages: Sequence[bytes], records_path: Sequence[str]) -> tuple[list[bytes], list[Refused]]:
+    """``split_page`` over a batch's pages: the cleaned pages and every refused record. A page
+    that is not JSON at all raises ``UnparsablePage`` naming its number in the batch."""
+    cleaned: list[bytes] = []
+    refused: list[Refused] = []
+    for number, body in enumerate(pages, 1):
+        try:
+            page, bad = split_page(body, records_path)
+        except UnparsablePage as problem:
+            raise UnparsablePage(f"page {number}: {problem}") from None
+        cleaned.append(page)
+        refused.extend(bad)
+    return cleaned, refused
