@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetCheckResult, DagsterInstance, materialize
 
 from pipelines.defs.sources.crm import assets as crm
 from pipelines.defs.sources.crm.client import CrmResource, sign
@@ -272,16 +272,26 @@ def test_total_that_disagrees_is_flagged_and_prunes_nothing(simulator, env, ware
 
 
 def test_unknown_enum_values_are_listed(env, warehouse_url, db) -> None:  # noqa: ANN001
-    run([crm.fact_crm_call], resources(env, warehouse_url))
-    db.execute("UPDATE core.fact_crm_call SET result = 9 WHERE id = (SELECT min(id) FROM core.fact_crm_call)")
-    with psycopg.connect(warehouse_url) as conn:
-        from pipelines.lib import checks as shared
+    from pipelines.lib import checks as shared
 
-        _, _, outcome = shared.window_checks(
-            conn, "core.fact_crm_call", (), crm.CALLS.table.enums, "created_at", WINDOW
-        )
+    def known_enums() -> AssetCheckResult:
+        with psycopg.connect(warehouse_url) as conn:
+            return shared.window_checks(
+                conn, "core.fact_crm_call", (), crm.CALLS.table.enums, "created_at", WINDOW
+            )[2]
+
+    run([crm.fact_crm_call], resources(env, warehouse_url))
+    db.execute(
+        "UPDATE core.fact_crm_call SET result = 9, seat_type = 7 WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
+    )
+    outcome = known_enums()
     assert outcome.passed is False
-    assert outcome.metadata["unknown_values"].value == {"result": {"9": 1}}
+    assert outcome.metadata["unknown_values"].value == {"result": {"9": 1}, "seat_type": {"7": 1}}
+    assert outcome.metadata["codes_from"].value["result"] == "mart.map_crm_outcome.result"
+    # The mart's mapping table is where a result code is listed: a code added there (by a
+    # migration) is known to the check from then on, with nothing else to change.
+    db.execute("INSERT INTO mart.map_crm_outcome VALUES (9, 'other', 'A code from the future.')")
+    assert known_enums().metadata["unknown_values"].value == {"seat_type": {"7": 1}}
 
 
 def test_rejects_are_settled_when_a_later_pull_types_the_records(env, warehouse_url, db, sim) -> None:  # noqa: ANN001

@@ -1,9 +1,17 @@
-"""models/ is the one source of truth for columns: every normalizer writes exactly its model
-table's columns (the loader's bookkeeping aside), every core table but the static ones is
-some normalizer's target, and the Dagster table metadata comes from the same tables."""
+"""What the loader takes for granted about each core table, checked against the migrated
+warehouse rather than against the models it was built from: the table is keyed there exactly
+as its upsert's ON CONFLICT names it, both normalizing SELECTs give every column of the table
+in the table's own type (an INSERT's assignment cast would otherwise convert silently, or fail
+only on the first value it cannot take), and every core table is some normalizer's target or
+known to be loaded otherwise. The models' own guard, and the Dagster metadata built from them."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterator
+
+import psycopg
 import pytest
 from dagster import TableSchema
 from sqlalchemy import BigInteger, Column, MetaData, Table, Text
@@ -13,7 +21,7 @@ from pipelines.defs.sources.crm import normalize as crm
 from pipelines.defs.sources.isales import normalize as isales
 from pipelines.defs.sources.pushlog import normalize as pushlog
 from pipelines.defs.sources.trtc import normalize as trtc
-from pipelines.lib.loading import SourceSpec
+from pipelines.lib.loading import CoreTarget, SourceSpec
 from pipelines.lib.schema import (
     BOOKKEEPING,
     ModelMismatch,
@@ -24,6 +32,7 @@ from pipelines.lib.schema import (
     table_metadata,
 )
 from pipelines.lib.typed_select import Field, Param
+from tests.conftest import _with_db
 
 SPECS: list[SourceSpec] = [
     crm.CALL_LOGS,
@@ -36,27 +45,95 @@ SPECS: list[SourceSpec] = [
     trtc.CALLS,
 ]
 # Core tables no normalizer loads: the push types come from seed 001 (migration 0004); the
-# customer tables behind mart pseudonyms are written by their own assets (models/mart.py, on main).
+# customer tables behind mart pseudonyms are written by their own assets (pipelines/defs/mart).
 NOT_NORMALIZED = {"core.dim_push_type", "core.customer_identity", "core.customer_key"}
 TABLES = {qualified_name(t): t for t in models.metadata.sorted_tables}
 TARGETS = [t for spec in SPECS for t in spec.targets]
 
 
+@pytest.fixture(scope="module")
+def warehouse(pg_admin_url: str, template_db: str) -> Iterator[psycopg.Connection]:
+    """One migrated database for the module (nothing here writes to it), with the loader's
+    staging table, empty: the SELECTs are only described, never run over records."""
+    name = f"ccw_contract_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        with psycopg.connect(_with_db(pg_admin_url, name), autocommit=True) as conn:
+            conn.execute("CREATE TEMP TABLE _stage_records (record_key text, rec jsonb)")
+            yield conn
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _columns(conn: psycopg.Connection, table: str) -> dict[str, tuple[str, bool]]:
+    """The warehouse's columns of ``table``: name -> (type, NOT NULL)."""
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (table,),
+    ).fetchall()
+    return {name: (type_, notnull) for name, type_, notnull in rows}
+
+
+def _select_types(conn: psycopg.Connection, select_sql: str) -> dict[str, str]:
+    """Each output column of ``select_sql`` and its type, as PostgreSQL plans it (no row read)."""
+    # Every load parameter NULL: only the statement's shape matters here.
+    params = dict.fromkeys(re.findall(r"%\((\w+)\)s", select_sql))
+    cur = conn.execute(f"SELECT * FROM ({select_sql}) n LIMIT 0", params)
+    assert cur.description is not None
+    oids = [c.type_code for c in cur.description]
+    names = conn.execute(
+        "SELECT format_type(t, NULL) FROM unnest(%s::oid[]) WITH ORDINALITY u(t, i) ORDER BY i", (oids,)
+    )
+    return dict(zip((c.name for c in cur.description), (n for (n,) in names.fetchall()), strict=True))
+
+
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.table)
-def test_each_target_writes_exactly_its_model_columns_by_its_model_key(target) -> None:
-    table = TABLES[target.table]
-    model = [c.name for c in table.columns if c.name not in BOOKKEEPING]
-    assert list(target.columns) == model
-    assert list(target.key) == [c.name for c in table.primary_key.columns]
-    assert {"_loaded_at", "_gone_at"} <= {c.name for c in table.columns}
+def test_each_target_is_keyed_in_the_warehouse_as_its_upsert_names_it(
+    warehouse: psycopg.Connection, target: CoreTarget
+) -> None:
+    # ON CONFLICT (key) needs this very unique index, and DISTINCT ON (key) keeps one row per
+    # key. Alembic's model comparison does not look at primary keys, so only this catches a
+    # migration keying a table otherwise.
+    (key,) = warehouse.execute(
+        "SELECT array_agg(a.attname ORDER BY k.i) FROM pg_index x "
+        "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(attnum, i) "
+        "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+        "WHERE x.indrelid = %s::regclass AND x.indisprimary",
+        (target.table,),
+    ).fetchone()
+    assert key == list(target.key)
 
 
-def test_every_core_table_is_loaded_by_a_normalizer_or_static() -> None:
-    core = {name for name, t in TABLES.items() if t.schema == "core"}
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "guarded"])
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.table)
+def test_each_select_gives_every_warehouse_column_in_its_own_type(
+    warehouse: psycopg.Connection, target: CoreTarget, fast: bool
+) -> None:
+    select_sql = target.fast_select_sql if fast else target.select_sql
+    assert select_sql is not None, target.table
+    table = _columns(warehouse, target.table)
+    written = {name: type_ for name, (type_, _) in table.items() if name not in BOOKKEEPING}
+    typed = _select_types(warehouse, select_sql)
+    assert typed.pop("_record_key") == "text" and typed.pop("_reject") == "text"
+    assert typed == written
+    # What the loader writes itself: when it loaded a row, and when the vendor stopped listing it.
+    assert table["_loaded_at"] == ("timestamp with time zone", True)
+    assert table["_gone_at"] == ("timestamp with time zone", False)
+
+
+def test_every_core_table_of_the_warehouse_is_loaded_by_a_normalizer_or_otherwise(
+    warehouse: psycopg.Connection,
+) -> None:
+    core = {
+        f"core.{name}"
+        for (name,) in warehouse.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'core'")
+    }
     targeted = {t.table for t in TARGETS}
     assert targeted <= core
-    assert core - targeted <= NOT_NORMALIZED
-    assert "core.dim_push_type" in core - targeted
+    assert core - targeted == NOT_NORMALIZED
 
 
 def test_a_normalizer_disagreeing_with_its_model_fails() -> None:

@@ -328,3 +328,38 @@ def test_a_field_the_generator_cannot_serve_is_refused(field: dict, problem: str
 
     with pytest.raises(ValueError, match=problem):
         Field("x", "x", **field)
+
+
+# Epoch seconds are never read from a row array's elements.
+@pytest.mark.parametrize(("kind", "element"), [("epoch_s", False), ("epoch_ms", False), ("epoch_ms", True)])
+def test_an_epoch_kind_takes_its_range_alike_on_both_paths(
+    stage: psycopg.Connection, kind: str, element: bool
+) -> None:
+    """One bound per kind (typed_select.MAX_EPOCH_*), read by both SELECTs: its last value is a
+    time on either path, the next one a reject on either; 0 is 1970 in milliseconds, and no
+    time at all (NULL, not a reject) in seconds."""
+    from pipelines.lib import typed_select as ts
+
+    top = ts.MAX_EPOCH_MS if kind == "epoch_ms" else ts.MAX_EPOCH_S
+    fields = (ts.Field("id", "id", "int", required=True), ts.Field("at", "at", kind, element=element))
+    values = {"zero": 0, "top": top, "top_text": str(top), "negative": -1, "above": top + 1}
+    if element:
+        records = [{"id": n, "rows": [{"at": v}]} for n, v in enumerate(values.values())]
+    else:
+        records = [{"id": n, "at": v} for n, v in enumerate(values.values())]
+    _fill_keyed(stage, records)
+
+    def rows(fast: bool) -> list[tuple]:
+        # Times as epoch seconds: the top of the millisecond range is past year 9999, which
+        # Python's datetime cannot hold.
+        select = typed_select(fields, fast=fast, rows_from="rows" if element else None)
+        query = f"SELECT id, extract(epoch FROM at)::float8, _reject FROM ({select}) n ORDER BY id"
+        return stage.execute(query, PARAMS).fetchall()
+
+    fast = rows(fast=True)
+    assert fast == rows(fast=False)
+    at = dict(zip(values, fast, strict=True))
+    assert at["top"][1] == pytest.approx(top / 1000 if kind == "epoch_ms" else top, abs=1e-3)
+    assert at["top_text"][1] == at["top"][1]
+    assert (at["zero"][1] is not None) == (kind == "epoch_ms")
+    assert [at[name][-1] for name in values] == [None, None, None, *[f"at {ts._BAD[kind]}"] * 2]

@@ -10,8 +10,14 @@ from typing import Any
 import psycopg
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 from psycopg import sql
+from sqlalchemy import Column
 
 from pipelines.lib.loading import LoadResult, qualified_ident
+
+# What a coded column may hold: the values listed, or the codes in a column of a mapping
+# table the warehouse keeps (a model's Column), read by the check itself each time it runs.
+# A code then lives in one place: the mapping table, which a migration changes.
+Allowed = Sequence[Any] | Column
 
 
 def _window_clause(time_column: str | None) -> sql.Composable:
@@ -50,7 +56,7 @@ DESCRIPTIONS = {
     "no_duplicate_keys": "The API returned each natural key once in the pull (offset paging can repeat).",
     "no_rejects": "Every record of the pull could be typed into core (else see raw.rejects).",
     "required_not_null": "Columns the vendor documents as not-null are filled.",
-    "known_enums": "Coded columns hold only documented values.",
+    "known_enums": "Coded columns hold only documented values (those listed, or those a mapping table maps).",
     "unexpected_fields": "The window's raw records carry no field the source's field list does not name "
     "(a new vendor field is kept in raw; map it or list it as untyped).",
     "no_mass_disappearance": "A complete pull marked at most <SOURCE>_MAX_GONE_SHARE (default 20 %) of the "
@@ -183,11 +189,33 @@ def no_rejects(
     )
 
 
+def _outside(column: str, values: Allowed, param: str, params: dict[str, Any]) -> sql.Composable:
+    """The condition of a value of ``column`` that ``values`` does not allow (NULL is not
+    a value). A mapping table's codes are read by the statement itself (an InitPlan, once),
+    compared in the column's own type; listed values are a parameter, compared as text."""
+    c = sql.Identifier(column)
+    if isinstance(values, Column):
+        known = sql.SQL("ARRAY(SELECT {k} FROM {t})").format(
+            k=sql.Identifier(values.name), t=qualified_ident(values.table.fullname)
+        )
+        return sql.SQL("{c} IS NOT NULL AND NOT ({c} = ANY({known}))").format(c=c, known=known)
+    params[param] = [str(v) for v in values]
+    return sql.SQL("{c} IS NOT NULL AND NOT ({c}::text = ANY({allowed}))").format(
+        c=c, allowed=sql.Placeholder(param)
+    )
+
+
+def _codes_from(allowed: Mapping[str, Allowed]) -> dict[str, Any]:
+    """Which mapping table lists each column's codes: where a missing code is added."""
+    tables = {c: f"{v.table.fullname}.{v.name}" for c, v in allowed.items() if isinstance(v, Column)}
+    return {"codes_from": MetadataValue.json(tables)} if tables else {}
+
+
 def window_checks(
     conn: psycopg.Connection,
     table: str,
     not_null: Sequence[str],
-    allowed: Mapping[str, Sequence[Any]],
+    allowed: Mapping[str, Allowed],
     time_column: str | None,
     window: tuple[datetime, datetime] | None,
 ) -> tuple[int, AssetCheckResult, AssetCheckResult]:
@@ -198,14 +226,9 @@ def window_checks(
     lo, hi = window or (None, None)
     params: dict[str, Any] = {"lo": lo, "hi": hi}
     scope = _window_clause(time_column if window else None)
-    outside: list[sql.Composable] = []
-    for i, (column, values) in enumerate(allowed.items()):
-        params[f"allowed_{i}"] = [str(v) for v in values]
-        outside.append(
-            sql.SQL("{c} IS NOT NULL AND NOT ({c}::text = ANY({allowed}))").format(
-                c=sql.Identifier(column), allowed=sql.Placeholder(f"allowed_{i}")
-            )
-        )
+    outside = [
+        _outside(column, values, f"allowed_{i}", params) for i, (column, values) in enumerate(allowed.items())
+    ]
     counts = [
         # Rows the vendor still returns: a row marked gone is kept, but no longer counted.
         sql.SQL("count(*) FILTER (WHERE _gone_at IS NULL)"),
@@ -239,6 +262,6 @@ def window_checks(
             check_name="known_enums",
             passed=not unknown,
             severity=AssetCheckSeverity.WARN,
-            metadata={"unknown_values": MetadataValue.json(unknown)},
+            metadata={"unknown_values": MetadataValue.json(unknown), **_codes_from(allowed)},
         ),
     )

@@ -197,7 +197,8 @@ class TableChecks:
     reject_tables: tuple[str, ...]  # raw and core tables whose rejects count
     time_column: str | None = None  # None: a snapshot, the whole table
     not_null: tuple[str, ...] = ()
-    enums: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    # column -> its allowed values, or the mapping-table column listing them (checks.Allowed)
+    enums: Mapping[str, checks.Allowed] = field(default_factory=dict)
     reconcile: bool = False  # the API reports a total to compare with
     duplicates: bool = True  # count the keys the pull returned more than once
     drift: bool = True  # report raw fields the source's field list does not name

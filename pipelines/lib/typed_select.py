@@ -43,11 +43,14 @@ Kind = Literal[
     "text_array",  # an array of strings or numbers; one comma-joined string read too
 ]
 
-# Beyond 9999-12-31 to_timestamp() fails; a millisecond value would land in year ~55000.
-# Either is a malformed time, so anything outside [1, this] is not epoch seconds.
+# The ranges of the epoch kinds, here only: both SELECTs read the integer (a plain cast, or
+# core.try_bigint) and make it a time with these bounds, so they agree by construction.
+# Epoch seconds: beyond 9999-12-31 to_timestamp() fails; a millisecond value would land in
+# year ~55000. Either is a malformed time, so anything outside [1, this] is not epoch seconds.
 MAX_EPOCH_S = 253_402_300_799
-# core.try_epoch_ms takes 1 to 15 digits.
-_MAX_EPOCH_MS = 999_999_999_999_999
+# Epoch milliseconds: 0 to 15 digits (up to year 33658), the digits migration 0004's
+# core.try_epoch_ms takes; the SELECTs no longer call it (it stays for migration 0008's index).
+MAX_EPOCH_MS = 999_999_999_999_999
 
 _INTS = {"int": "integer", "smallint": "smallint", "bigint": "bigint"}
 # Why a required field rejects its record, and why a present but untypable optional one does.
@@ -74,7 +77,7 @@ _GUARDED = {
     "smallint": "core.try_smallint({v})",
     "bigint": "core.try_bigint({v})",
     "epoch_s": "core.try_bigint({v})",  # the integer; the outer level makes it a time
-    "epoch_ms": "core.try_epoch_ms({v})",
+    "epoch_ms": "core.try_bigint({v})",  # the same: the outer level makes it a time
     "local_ts": "core.try_local_timestamp({v}, %(tz)s)",
     "iso_ts": "core.try_iso_timestamp({v}, %(tz)s)",
 }
@@ -197,8 +200,18 @@ def _array(j: str) -> str:
     )
 
 
-def _epoch_s(n: str) -> str:
-    return f"CASE WHEN {n} BETWEEN 1 AND {MAX_EPOCH_S} THEN to_timestamp({n}) END"
+# Per epoch kind: the integers that are a time, and the time of ``{n}``. Epoch seconds take
+# 0 to mean "did not happen" (NULL); an epoch millisecond of 0 is 1970-01-01.
+_EPOCHS = {
+    "epoch_s": (1, MAX_EPOCH_S, "to_timestamp({n})"),
+    "epoch_ms": (0, MAX_EPOCH_MS, "to_timestamp({n} / 1000.0::double precision)"),
+}
+
+
+def _epoch(kind: str, n: str) -> str:
+    """The time of the integer ``n`` of an epoch kind; NULL outside its range."""
+    lo, hi, as_time = _EPOCHS[kind]
+    return f"CASE WHEN {n} BETWEEN {lo} AND {hi} THEN {as_time.format(n=n)} END"
 
 
 def _fast_record_type(f: Field) -> str | None:
@@ -206,7 +219,7 @@ def _fast_record_type(f: Field) -> str | None:
     fast SELECT reads it like the guarded one does."""
     if f.element or f.kind == "iso_ts":
         return None
-    if f.kind in _INTS or f.kind == "epoch_s":
+    if f.kind in _INTS or f.kind in _EPOCHS:
         return "text" if f.empty else _INTS.get(f.kind, "bigint")
     return "jsonb" if f.kind == "text_array" else "text"
 
@@ -225,13 +238,10 @@ def _fast_value(f: Field) -> str:
         return _text(f, x)
     if f.kind == "json_text":
         return f"core.decode_json_text({x})"
-    if f.kind in _INTS or f.kind == "epoch_s":
+    if f.kind in _INTS or f.kind in _EPOCHS:
         return f"NULLIF({x}, '')::{_INTS.get(f.kind, 'bigint')}" if f.empty else x
     if f.kind == "text_array":
         return x
-    if f.kind == "epoch_ms":
-        n = f"NULLIF({x}, '')::bigint" if f.empty else f"{x}::bigint"
-        return f"CASE WHEN {n} BETWEEN 0 AND {_MAX_EPOCH_MS} THEN to_timestamp({n} / 1000.0::double precision) END"
     # local_ts: a cheap shape test instead of the guarded regex: what passes it and still is
     # no time (month 13) makes the cast raise, and the batch falls back to the guarded path.
     return (
@@ -244,16 +254,20 @@ def _fast_value(f: Field) -> str:
 
 def _outputs(specs: Sequence[Spec], t: str) -> list[str]:
     """The outer level's columns, over the typed level ``t``."""
-    typed = {s.column: f"{t}.{s.column}" for s in specs if isinstance(s, Field)}
+    # A derived column sees a field as it is written (an epoch kind: its time).
+    typed = {
+        s.column: _epoch(s.kind, f"{t}.{s.column}") if s.kind in _EPOCHS else f"{t}.{s.column}"
+        for s in specs
+        if isinstance(s, Field)
+    }
     out = []
     for s in specs:
         if isinstance(s, Param):
             out.append(f"%({s.param})s::{s.sql_type} AS {s.column}")
         elif isinstance(s, Derived):
             out.append(f"{s.sql.format(**typed)} AS {s.column}")
-        elif s.kind == "epoch_s":
-            value = _epoch_s(f"{t}.{s.column}")
-            out.append(f"{value} AS {s.column}")
+        elif s.kind in _EPOCHS:
+            out.append(f"{typed[s.column]} AS {s.column}")
         elif s.kind == "json_text":
             out.append(f"{t}.{s.column}")
             if s.raw_column:
@@ -273,9 +287,11 @@ def _reasons(specs: Sequence[Spec], t: str, fast: bool) -> str:
         c = f"{t}.{f.column}"
         name = f.json.replace("'", "''")
         if f.required:
-            missing = (
-                f"({c} BETWEEN 1 AND {MAX_EPOCH_S}) IS NOT TRUE" if f.kind == "epoch_s" else f"{c} IS NULL"
-            )
+            if f.kind in _EPOCHS:
+                lo, hi, _ = _EPOCHS[f.kind]
+                missing = f"({c} BETWEEN {lo} AND {hi}) IS NOT TRUE"
+            else:
+                missing = f"{c} IS NULL"
             reason = _MISSING.get(f.kind, "missing or malformed")
             parts.append(f"CASE WHEN {missing} THEN '{name} {reason}' END")
             continue
@@ -289,8 +305,8 @@ def _reasons(specs: Sequence[Spec], t: str, fast: bool) -> str:
             j = _json_value(f, f"{t}._el" if f.element else f"{t}._rec")
         if f.kind == "text_array":
             bad = f"jsonb_typeof({j}) NOT IN ('array', 'string', 'null')"
-        elif f.kind == "epoch_s":
-            range_bad = f"{c} NOT BETWEEN 0 AND {MAX_EPOCH_S}"
+        elif f.kind in _EPOCHS:
+            range_bad = f"{c} NOT BETWEEN 0 AND {_EPOCHS[f.kind][1]}"
             bad = range_bad if fast and _fast_record_type(f) else f"core.is_bad({j}, {c}) OR {range_bad}"
         elif fast and f.kind in _INTS and _fast_record_type(f):
             continue
