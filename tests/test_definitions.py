@@ -74,3 +74,44 @@ def test_every_resource_field_is_its_sources_variable_and_a_bad_value_names_it(m
     monkeypatch.setenv("CRM_MAX_GONE_SHARE", "2")
     with pytest.raises(SettingError, match="CRM_MAX_GONE_SHARE"):
         build_resources()
+
+
+def test_every_schedule_and_sensor_launches_a_named_job() -> None:
+    """A run of an anonymous job (``__ASSET_JOB``) tells an operator nothing in the runs list:
+    a sensor that targets assets, or an automation condition's sensor, would start one."""
+    repo = defs.get_repository_def()
+    for schedule in repo.schedule_defs:
+        assert not schedule.job_name.startswith("__"), schedule.name
+    for sensor in repo.sensor_defs:
+        # The alert sensors target nothing: they post to a webhook and start no run.
+        assert sensor.asset_selection is None, f"{sensor.name} targets assets: its runs are anonymous"
+        for target in sensor.targets:
+            assert not target.job_name.startswith("__"), sensor.name
+
+
+def test_the_freshness_checks_run_in_the_freshness_checks_job() -> None:
+    from dagster import AssetCheckKey, DagsterInstance, build_sensor_context
+
+    expected = {
+        AssetCheckKey(AssetKey.from_user_string(asset), "freshness_check")
+        for asset in (
+            "core/fact_crm_call",
+            "core/fact_crm_call_recording",
+            "core/fact_isales_api_call",
+            "core/fact_push_log",
+            "core/fact_trtc_call",
+            "core/fact_trtc_call_callee",
+        )
+    }
+    job = defs.resolve_job_def("freshness_checks")
+    assert job.asset_layer.asset_graph.asset_check_keys == expected
+    assert not job.asset_layer.executable_asset_keys  # the checks alone: nothing is pulled
+
+    # On a new instance no check has run: the first tick asks for all of them, in that job.
+    sensor = defs.resolve_sensor_def("freshness_checks_sensor")
+    assert [t.job_name for t in sensor.targets] == ["freshness_checks"]
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        (request,) = sensor.evaluate_tick(context).run_requests
+    assert request.job_name in (None, "freshness_checks")  # None: the sensor's one job
+    assert set(request.asset_check_keys) == expected

@@ -46,8 +46,8 @@ ASSETS = assets.ASSETS
 # Per partition (a backfill of an old week makes the asset-level policy look fresh): with
 # the open week a partition too, the week that opens on Monday must have been pulled by
 # Monday 02:00 (the hourly schedule pulls it from 00:05, with the week just closed).
-# Plus the raw-recency check: it reports dagster/fresh_until_timestamp, so the shared
-# freshness sensor can drive it too.
+# Plus the raw-recency check, which its own hourly job runs (trtc_retention_watch): not being
+# a per-partition check, it stays out of the shared freshness_checks job.
 FRESHNESS_CHECKS = [
     *partition_freshness_checks([assets.CALL_KEY, assets.CALLEE_KEY], "0 2 * * 1", trtc_weekly.timezone),
     *assets.ASSET_CHECKS,
