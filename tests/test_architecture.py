@@ -93,7 +93,7 @@ def test_no_mechanism_unit_is_longer_than_a_reader_holds() -> None:
     assert long == []
 
 
-# `pipelines/lib/http.py`, `tests/`, `sql/migrations/versions/0011_mart.py`, `pipelines/defs/sources/<vendor>/`
+# `pipelines/lib/http/client.py`, `tests/`, `sql/migrations/versions/0011_mart.py`, `pipelines/defs/sources/<vendor>/`
 _PATH = re.compile(r"`((?:pipelines|models|sql|tests|bench|simulator|\.ci)(?:/[\w.<>*-]+)*/?)`")
 
 
