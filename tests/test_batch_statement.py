@@ -55,13 +55,16 @@ def test_an_upsert_lands_raw_and_the_target_on_conflict_and_clears_gone() -> Non
     assert 'landed AS (INSERT INTO "raw"."example"' in sql
     assert "ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key" in sql
     assert (
-        'up_0" AS (INSERT INTO "core"."fact_example" ("id", "n", _loaded_at) SELECT DISTINCT ON ("id") '
+        'up_0" AS (INSERT INTO "core"."fact_example" AS t ("id", "n", _loaded_at) SELECT DISTINCT ON ("id") '
         in sql
     )
+    # An unchanged row is not written (issue 20); one that had gone and came back is.
     assert (
         'ON CONFLICT ("id") DO UPDATE SET "n" = EXCLUDED."n", "_loaded_at" = EXCLUDED."_loaded_at", '
-        "_gone_at = NULL RETURNING 1)"
+        '_gone_at = NULL WHERE (t."n") IS DISTINCT FROM (EXCLUDED."n") OR t._gone_at IS NOT NULL RETURNING 1)'
     ) in sql
+    assert "IS DISTINCT FROM (EXCLUDED.record, EXCLUDED.partition_key" in sql
+    assert 'seen_raw AS (INSERT INTO "_pull_seen_records"' in sql
     assert sql.endswith('SELECT (SELECT count(*) FROM "up_0")')
 
 
@@ -69,7 +72,9 @@ def test_a_first_load_inserts_without_on_conflict_or_sort() -> None:
     sql = text(SPEC, upsert=False)
     assert "ON CONFLICT" not in sql
     assert 'DISTINCT ON ("id")' not in sql
-    assert 'INSERT INTO "core"."fact_example" ("id", "n", _loaded_at) SELECT "id", "n", %(fetched_at)s' in sql
+    assert (
+        'INSERT INTO "core"."fact_example" AS t ("id", "n", _loaded_at) SELECT "id", "n", %(fetched_at)s' in sql
+    )
     assert 'INSERT INTO "raw"."example"' in sql
 
 

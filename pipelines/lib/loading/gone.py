@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pipelines.lib.loading import seen
 from pipelines.lib.loading.spec import SourceSpec, qualified_ident, target_scope
 
 # A complete pull may mark at most this share of a window's rows gone; more is refused.
@@ -56,18 +57,23 @@ async def mark_gone(
     max_share: float,
 ) -> Gone:
     """Mark gone, in every target, the rows of [%(lo)s, %(hi)s) this complete pull (as of
-    %(fetched_at)s, ``returned`` records) did not return; all or nothing across targets, so a
-    call and its callees agree. A target whose scope ``held_before`` nothing is skipped:
-    nothing there can be missing."""
-    targets = [t for t in spec.targets if t.on_missing == "mark_gone"]
-    gone = Gone(rows={t.table: 0 for t in targets}, refused=[])
-    counted = [t for t in targets if held_before[t.table]]
-    for target in counted:
+    %(fetched_at)s, ``returned`` records) did not return (its keys, ``seen``: a row returned
+    unchanged was not rewritten); all or nothing across targets, so a call and its callees
+    agree. A target whose scope ``held_before`` nothing is skipped: nothing there can be
+    missing."""
+    targets = [(i, t) for i, t in enumerate(spec.targets) if t.on_missing == "mark_gone"]
+    gone = Gone(rows={t.table: 0 for _, t in targets}, refused=[])
+    counted = [(i, t) for i, t in targets if held_before[t.table]]
+    for i, target in counted:
         await cur.execute(
             sql.SQL(
-                "SELECT count(*), count(*) FILTER (WHERE _loaded_at < %(fetched_at)s) "
-                "FROM {table} WHERE {scope} AND _gone_at IS NULL"
-            ).format(table=qualified_ident(target.table), scope=target_scope(target)),
+                "SELECT count(*), count(*) FILTER (WHERE {missing}) "
+                "FROM {table} t WHERE {scope} AND _gone_at IS NULL"
+            ).format(
+                table=qualified_ident(target.table),
+                scope=target_scope(target),
+                missing=seen.not_returned(i, target),
+            ),
             params,
         )
         live, missing = await cur.fetchone() or (0, 0)
@@ -75,12 +81,15 @@ async def mark_gone(
             gone.refused.append(GoneRefusal(target.table, returned, live, missing, max_share))
     if gone.refused:
         return gone
-    for target in counted:
+    for i, target in counted:
         await cur.execute(
             sql.SQL(
-                "UPDATE {table} SET _gone_at = %(fetched_at)s "
-                "WHERE {scope} AND _loaded_at < %(fetched_at)s AND _gone_at IS NULL"
-            ).format(table=qualified_ident(target.table), scope=target_scope(target)),
+                "UPDATE {table} t SET _gone_at = %(fetched_at)s WHERE {scope} AND {missing} AND _gone_at IS NULL"
+            ).format(
+                table=qualified_ident(target.table),
+                scope=target_scope(target),
+                missing=seen.not_returned(i, target),
+            ),
             params,
         )
         gone.rows[target.table] = cur.rowcount

@@ -10,15 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from pipelines.lib.loading import rejects
+from pipelines.lib.loading import rejects, seen
 from pipelines.lib.loading.batch import land_batch
 from pipelines.lib.loading.fallback import Attempt
 from pipelines.lib.loading.gone import DEFAULT_MAX_GONE_SHARE, mark_gone
 from pipelines.lib.loading.lock import lock_partition
 from pipelines.lib.loading.result import LoadResult
-from pipelines.lib.loading.spec import SourceSpec, qualified_ident
+from pipelines.lib.loading.spec import SourceSpec
 from pipelines.lib.loading.statement import Shape
 from pipelines.lib.loading.write_mode import Held, held_before
 
@@ -62,6 +61,7 @@ class PartitionLoad:
         self.result = LoadResult(rows_upserted={t.table: 0 for t in spec.targets})
         self.held = Held({}, raw=False)
         self.upsert = True  # False while every batch went in by plain INSERTs
+        self.track: tuple[str, ...] = ()
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._stack = AsyncExitStack()
@@ -77,6 +77,12 @@ class PartitionLoad:
             await self.conn.execute("SET LOCAL work_mem = '64MB'")
             self.held = await held_before(self.conn, self.spec, self.params)
             self.upsert = self.held.upsert_from_start(self.spec, rebuild=self.rebuild)
+            # Keys are kept only where a complete pull may mark rows gone: a target whose
+            # scope held nothing before has nothing to mark.
+            self.track = () if self.rebuild else tuple(t for t, held in self.held.targets.items() if held)
+            await seen.start(
+                self.conn, [(i, t) for i, t in enumerate(self.spec.targets) if t.table in self.track]
+            )
             # Set up: the transaction stays open until __aexit__ (a failure above rolled it back).
             self._stack = stack.pop_all()
         return self
@@ -105,7 +111,7 @@ class PartitionLoad:
             return
         pages, self._buffer, self._buffered = self._buffer, [], 0
         fast = any(t.fast_select_sql is not None for t in self.spec.targets)
-        first = Attempt(pages, Shape(upsert=self.upsert, fast=fast, rebuild=self.rebuild))
+        first = Attempt(pages, Shape(upsert=self.upsert, fast=fast, rebuild=self.rebuild, track=self.track))
         name = f"{self.spec.raw_table}, partition {self.partition_key}, batch {self.result.batches + 1}"
         landed, counts = await land_batch(self.conn, self.spec, self.params, first, name)
         self.upsert = landed.shape.upsert  # a key found there already: upserts from now on
@@ -137,13 +143,7 @@ class PartitionLoad:
             self.result.rows_gone, self.result.gone_refused = gone.rows, gone.refused
         if complete and (lo, hi) == tuple(self.window):
             await rejects.settle_earlier(cur, self.params)  # every record of the window was asked for
-        await cur.execute(
-            sql.SQL("SELECT count(*) FROM {raw} WHERE partition_key = %s AND fetched_at = %s").format(
-                raw=qualified_ident(self.spec.raw_table)
-            ),
-            (self.partition_key, self.fetched_at),
-        )
-        row = await cur.fetchone()
-        self.result.rows_landed = int(row[0]) if row else 0
+        # The records this pull landed in raw, written or found unchanged (a rebuild lands none).
+        self.result.rows_landed = 0 if self.rebuild else await seen.records(cur)
         self.result.rejects = await rejects.count(cur, self.params)
         return self.result

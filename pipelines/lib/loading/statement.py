@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import sql
 
 from pipelines.lib.loading.json_safety import Refused
+from pipelines.lib.loading.seen import SEEN_RECORDS, seen_table
 from pipelines.lib.loading.spec import CoreTarget, SourceSpec, columns, qualified_ident
 
 _INSERT_REJECT = (
@@ -35,13 +36,15 @@ class Shape:
     ``upsert``: ON CONFLICT and one row per key (else plain INSERTs, which fail on a key
     already there); ``fast``: the targets' plain-cast SELECTs where they have one;
     ``refused``: the batch carries records PostgreSQL cannot take, as made-safe copies;
-    ``rebuild``: the pages come from raw, so nothing lands there and ``_gone_at`` is kept.
+    ``rebuild``: the pages come from raw, so nothing lands there and ``_gone_at`` is kept;
+    ``track``: the targets whose returned keys the pull keeps (``seen``) for gone-marking.
     """
 
     upsert: bool = True
     fast: bool = False
     refused: bool = False
     rebuild: bool = False
+    track: tuple[str, ...] = ()
 
 
 def batch_statement(spec: SourceSpec, shape: Shape) -> sql.Composed:
@@ -51,13 +54,15 @@ def batch_statement(spec: SourceSpec, shape: Shape) -> sql.Composed:
         steps.append(_refused_copies(spec))
     steps += [_settle_rejections(shape.refused), _keyless()]
     if not shape.rebuild:  # a rebuild reads raw: it lands nothing there
-        steps.append(_land_raw(spec, shape.upsert))
+        steps += [_land_raw(spec, shape.upsert), _seen_records()]
     if shape.refused:
         steps.append(_refused_rejects())
     counts: list[sql.Composable] = []
     for i, target in enumerate(spec.targets):
         select = target.fast_select_sql if shape.fast and target.fast_select_sql else target.select_sql
         steps += target_steps(i, target, select, shape.upsert, keep_gone=shape.rebuild)
+        if target.table in shape.track:
+            steps.append(_seen_rows(i, target))
         counts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"up_{i}")))
     return sql.SQL("WITH {steps} SELECT {counts}").format(
         steps=sql.SQL(", ").join(steps), counts=sql.SQL(", ").join(counts)
@@ -132,17 +137,36 @@ def _keyless() -> sql.Composable:
 
 
 def _land_raw(spec: SourceSpec, upsert: bool) -> sql.Composable:
+    # A record returned unchanged writes nothing (no row version, no WAL): fetched_at is the
+    # pull that last changed it; the pull's keys are kept apart (``seen``).
     on_conflict = (
         " ON CONFLICT (record_key) DO UPDATE SET partition_key = EXCLUDED.partition_key, "
         "window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end, "
-        "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record"
+        "fetched_at = EXCLUDED.fetched_at, record = EXCLUDED.record "
+        "WHERE (r.record, r.partition_key, r.window_start, r.window_end) IS DISTINCT FROM "
+        "(EXCLUDED.record, EXCLUDED.partition_key, EXCLUDED.window_start, EXCLUDED.window_end)"
     )
     return sql.SQL(
-        "landed AS (INSERT INTO {raw} "
+        "landed AS (INSERT INTO {raw} AS r "
         "(record_key, partition_key, window_start, window_end, fetched_at, record) "
         "SELECT record_key, %(partition_key)s, %(window_start)s, %(window_end)s, %(fetched_at)s, rec "
         "FROM _stage_records WHERE record_key IS NOT NULL{on_conflict})"
     ).format(raw=qualified_ident(spec.raw_table), on_conflict=sql.SQL(on_conflict if upsert else ""))
+
+
+def _seen_records() -> sql.Composable:
+    return sql.SQL(
+        "seen_raw AS (INSERT INTO {seen} SELECT record_key FROM _stage_records WHERE record_key IS NOT NULL)"
+    ).format(seen=sql.Identifier(SEEN_RECORDS))
+
+
+def _seen_rows(i: int, target: CoreTarget) -> sql.Composable:
+    return sql.SQL("{step} AS (INSERT INTO {seen} SELECT {key} FROM {n} WHERE _reject IS NULL)").format(
+        step=sql.Identifier(f"seen_{i}"),
+        seen=sql.Identifier(seen_table(i)),
+        key=columns(target.key),
+        n=sql.Identifier(f"n_{i}"),
+    )
 
 
 def target_steps(
@@ -163,7 +187,7 @@ def target_steps(
             " WHERE EXISTS (SELECT FROM {n} WHERE _reject IS NOT NULL))"
         ).format(rejected=rejected, n=n, name=sql.Placeholder(f"target_{i}")),
         sql.SQL(
-            "{up} AS (INSERT INTO {table} ({cols}, _loaded_at) "
+            "{up} AS (INSERT INTO {table} AS t ({cols}, _loaded_at) "
             "SELECT {distinct}{cols}, %(fetched_at)s FROM {n} WHERE _reject IS NULL{on_conflict} RETURNING 1)"
         ).format(
             up=up,
@@ -185,12 +209,21 @@ def _write_mode(target: CoreTarget, upsert: bool, keep_gone: bool) -> dict[str, 
     set_clause = sql.SQL(", ").join(
         sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in (*updates, "_loaded_at")
     )
+    # A row whose content did not change is not written (no row version): _loaded_at is
+    # when it last changed. One that had gone and came back is, to clear its _gone_at.
+    changed = sql.SQL("({mine}) IS DISTINCT FROM ({theirs})").format(
+        mine=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in updates),
+        theirs=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in updates),
+    )
+    if not updates:  # every column is the key: nothing can change
+        changed = sql.SQL("FALSE")
     if target.on_missing == "mark_gone" and not keep_gone:  # the vendor returned it: not gone
         set_clause = sql.SQL("{}, _gone_at = NULL").format(set_clause)
+        changed = sql.SQL("{} OR t._gone_at IS NOT NULL").format(changed)
     key = columns(target.key)
     return {
         "distinct": sql.SQL("DISTINCT ON ({key}) ").format(key=key),
-        "on_conflict": sql.SQL(" ON CONFLICT ({key}) DO UPDATE SET {set_clause}").format(
-            key=key, set_clause=set_clause
+        "on_conflict": sql.SQL(" ON CONFLICT ({key}) DO UPDATE SET {set_clause} WHERE {changed}").format(
+            key=key, set_clause=set_clause, changed=changed
         ),
     }
