@@ -23,7 +23,8 @@ def tstz(name: str, comment: str, nullable: bool = True, **kw) -> Column:
 def loaded_at() -> Column:
     return tstz(
         "_loaded_at",
-        "When the pipeline last wrote this row (for a dimension: when the vendor last listed it).",
+        "When the row last changed: a pull that returns it unchanged writes nothing (raw.pull_log says "
+        "when each window was last pulled).",
         nullable=False,
     )
 
@@ -48,7 +49,12 @@ def raw_table(name: str, comment: str) -> Table:
         Column("partition_key", Text, nullable=False, comment="Dagster partition that pulled the record."),
         tstz("window_start", "Start of the request window (inclusive).", nullable=False),
         tstz("window_end", "End of the request window (exclusive).", nullable=False),
-        tstz("fetched_at", "When the pull that last returned this record started.", nullable=False),
+        tstz(
+            "fetched_at",
+            "When the pull that last changed this record started (one that returns it unchanged writes "
+            "nothing; raw.pull_log lists every pull).",
+            nullable=False,
+        ),
         Column("record", JSONB, nullable=False, comment="The record exactly as the vendor sent it."),
         schema="raw",
         comment=comment,

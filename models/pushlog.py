@@ -1,5 +1,5 @@
 """Alibaba Cloud VMS ``CloudListCurlLog`` push (webhook) logs (seed 001): raw landing, the
-pull cursor, the fact and the static push-type dimension.
+fact and the static push-type dimension.
 
 The times are epoch milliseconds (absolute instants), so no zone is involved in reading
 them; the monthly partitions and the request windows are in PUSHLOG_TIMEZONE.
@@ -20,32 +20,6 @@ Index(
     "ix_pushlog_partition_create_time",
     raw_pushlog.c.partition_key,
     text("core.try_epoch_ms(record->'CreateTime')"),
-)
-
-pushlog_cursor = Table(
-    "pushlog_cursor",
-    metadata,
-    Column(
-        "partition_key", Text, primary_key=True, comment="Monthly partition (YYYY-MM-01, PUSHLOG_TIMEZONE)."
-    ),
-    tstz(
-        "high_water",
-        "Max CreateTime in core.fact_push_log for the month after the last successful pull (the "
-        "pull's end when the month had no rows); the next incremental pull starts an overlap before it.",
-        nullable=False,
-    ),
-    Column("last_pull_kind", Text, nullable=False, comment="'incremental' or 'full'."),
-    tstz("last_pulled_from", "Start of the range the last pull requested (inclusive).", nullable=False),
-    tstz("last_pulled_to", "End of the range the last pull requested (exclusive).", nullable=False),
-    tstz("last_pull_at", "When the last successful pull started (its fetched_at).", nullable=False),
-    tstz("last_full_pull_at", "When the last complete (full) pull of the month started."),
-    tstz(
-        "final_pull_at",
-        "When the month, already closed, had its complete final pull; NULL while it has not.",
-    ),
-    schema="raw",
-    comment="Pipeline state of core/fact_push_log per monthly partition, written in the load's "
-    "transaction: a failed run never advances it.",
 )
 
 fact_push_log = Table(

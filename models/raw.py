@@ -1,6 +1,6 @@
 """Tables of the ``raw`` schema shared by every source."""
 
-from sqlalchemy import BigInteger, Column, Identity, Index, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Identity, Index, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import metadata, tstz
@@ -20,3 +20,31 @@ rejects = Table(
     "of their window no longer returns them.",
 )
 Index("ix_rejects_table_partition", rejects.c.source_table, rejects.c.partition_key)
+
+pull_log = Table(
+    "pull_log",
+    metadata,
+    Column(
+        "raw_table", Text, primary_key=True, comment="The raw table the pull landed in (raw.<source>_...)."
+    ),
+    Column("partition_key", Text, primary_key=True, comment="The raw partition key of the load."),
+    tstz("fetched_at", "When the pull started (the fetched_at of what it wrote).", primary_key=True),
+    Column(
+        "kind",
+        Text,
+        nullable=False,
+        comment="'full' (the window, or the open window up to now) or 'incremental'.",
+    ),
+    tstz("pulled_from", "Start of the range the pull asked for (inclusive).", nullable=False),
+    tstz("pulled_to", "End of the range the pull asked for (exclusive).", nullable=False),
+    Column(
+        "complete",
+        Boolean,
+        nullable=False,
+        comment="Whether the pull could mark rows gone (it saw every record).",
+    ),
+    Column("records", BigInteger, nullable=False, comment="Records the vendor returned."),
+    schema="raw",
+    comment="Every successful pull of a partition, written in the load's transaction: rows are rewritten only "
+    "when they change, so when a window was last pulled is recorded here, per pull.",
+)

@@ -73,7 +73,8 @@ def test_a_first_load_inserts_without_on_conflict_or_sort() -> None:
     assert "ON CONFLICT" not in sql
     assert 'DISTINCT ON ("id")' not in sql
     assert (
-        'INSERT INTO "core"."fact_example" AS t ("id", "n", _loaded_at) SELECT "id", "n", %(fetched_at)s' in sql
+        'INSERT INTO "core"."fact_example" AS t ("id", "n", _loaded_at) SELECT "id", "n", %(fetched_at)s'
+        in sql
     )
     assert 'INSERT INTO "raw"."example"' in sql
 

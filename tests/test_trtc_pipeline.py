@@ -324,7 +324,7 @@ def test_the_pull_recency_check_warns_after_a_day_and_fails_before_data_expires(
         (timedelta(days=2), False, AssetCheckSeverity.WARN),
         (timedelta(days=6), False, AssetCheckSeverity.ERROR),
     ):
-        db.execute("UPDATE raw.trtc_call SET fetched_at = %s", (now - age,))
+        db.execute("UPDATE raw.pull_log SET fetched_at = %s WHERE raw_table = 'raw.trtc_call'", (now - age,))
         result = trtc.pulls_keep_up_with_retention(warehouse=wh)
         assert result.passed is passed
         if severity is not None:
@@ -364,7 +364,9 @@ def test_a_call_the_vendor_deletes_is_kept_marked_gone_and_cleared_when_it_comes
     gone_at = db.execute(
         "SELECT _gone_at FROM core.fact_trtc_call WHERE call_id = %s", (call_id,)
     ).fetchone()[0]
-    fetched = db.execute("SELECT max(fetched_at) FROM raw.trtc_call").fetchone()[0]
+    fetched = db.execute(
+        "SELECT max(fetched_at) FROM raw.pull_log WHERE raw_table = 'raw.trtc_call'"
+    ).fetchone()[0]
     assert gone_at == fetched  # the time of the pull that first missed it
     assert db.execute(
         "SELECT count(*), count(_gone_at) FROM core.fact_trtc_call_callee WHERE call_id = %s", (call_id,)

@@ -34,7 +34,7 @@ from dagster import (
 from psycopg import sql
 from pydantic import Field as ConfigField
 
-from pipelines.lib import checks
+from pipelines.lib import checks, refresh
 from pipelines.lib.http import HttpStats, Page
 from pipelines.lib.loading import LoadResult, PartitionLoad, SourceSpec, pump, qualified_ident
 from pipelines.lib.warehouse import WarehouseResource
@@ -54,6 +54,11 @@ class IngestConfig(Config):
         description="Re-derive the partition from the records in raw, through the same typing and checks, "
         "sending no request to the vendor (after a mapping change, or where the vendor has forgotten).",
     )
+    full: bool = ConfigField(
+        default=False,
+        description="Pull the whole open window instead of what is new since its high-water mark (a closed "
+        "window is always pulled whole).",
+    )
 
 
 @dataclass
@@ -61,6 +66,9 @@ class Tally:
     """What one load's pull saw, filled in by the source's fetch as pages arrive."""
 
     api_total: int | None = None  # the total the API reported, if any
+    # What to ask the vendor for: set before the fetch (the load's window, or for an
+    # incremental load what ``refresh.plan`` decided); every fetch requests this range.
+    pull: Window | None = None
     pulled_range: Window | None = None  # default: the load's whole window
     walk_complete: bool = True  # False: the walk knows it did not see every record
     extra: dict[str, Any] = field(default_factory=dict)  # source metadata (a plan, a cursor)
@@ -69,8 +77,11 @@ class Tally:
 # A load's pull: the open warehouse connection (inside the load's transaction, after its
 # partition lock) and the tally to fill; yields the vendor's pages.
 Fetch = Callable[[psycopg.AsyncConnection, Tally], AsyncIterator[Page]]
-# Runs inside the load's transaction after its last page (e.g. a cursor write).
+# Runs inside the load's transaction after its last page (e.g. counting what is left).
 After = Callable[[psycopg.AsyncConnection, Tally, PartitionLoad], Awaitable[None]]
+# Runs inside the run's transaction before the load starts: parameters the load's scope
+# needs that only the warehouse knows (e.g. which calls a pull will ask about).
+Prepare = Callable[[psycopg.AsyncConnection], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,9 @@ class Load:
     # False where the endpoint lists only some rows (an agent's recent calls): the load
     # never marks anything gone.
     marks_gone: bool = True
+    # Set: the open window refreshes from its high-water mark (``refresh``).
+    incremental: refresh.Incremental | None = None
+    prepare: Prepare | None = None
 
 
 @dataclass
@@ -98,6 +112,7 @@ class Loaded:
     complete: bool
     requests: int = 0  # this load's share of the run's HTTP counters
     pages: int = 0
+    pull: refresh.Pull | None = None  # an incremental load's pull plan
 
 
 @dataclass
@@ -154,9 +169,30 @@ class IngestRun:
             **self.http.as_metadata(),
             "elapsed_s": round(self.elapsed_s, 3),
         }
+        out.update(pull_metadata(self.loaded))
         for item in self.loaded:
             out.update(item.tally.extra)
         return out
+
+
+def pull_metadata(loaded: Sequence[Loaded]) -> dict[str, Any]:
+    """Which pull ran (one kind for the run, "mixed" when its loads differ) and over what."""
+    pulls = [item.pull for item in loaded if item.pull is not None]
+    if not pulls:
+        return {}
+    if len(pulls) == 1:
+        return pulls[0].metadata()
+    kinds = {p.kind for p in pulls}
+    marks = [p.mark for p in pulls if p.mark is not None]
+    return {
+        "pull": kinds.pop() if len(kinds) == 1 else "mixed",
+        "pulled_from": min(p.lo for p in pulls).isoformat(),
+        "pulled_to": max(p.hi for p in pulls).isoformat(),
+        "high_water_mark": max(marks).isoformat() if marks else "none",
+        "overlap_minutes": next(
+            (p.overlap.total_seconds() / 60 for p in pulls if p.overlap is not None), "n/a"
+        ),
+    }
 
 
 class VendorResource(Protocol):
@@ -362,17 +398,26 @@ async def _one(
     *,
     rebuild: bool,
 ) -> Loaded:
-    tally = Tally()
+    window = load.window or run.window
+    tally = Tally(pull=window)
+    params = {**load.params, **(await load.prepare(conn) if load.prepare is not None else {})}
     async with PartitionLoad(
         conn,
         load.spec,
         partition_key=load.partition_key,
-        window=load.window or run.window,
+        window=window,
         fetched_at=fetched_at,
-        params=load.params,
+        params=params,
         max_gone_share=run.resource.max_gone_share,
         rebuild=rebuild,
     ) as pl:
+        pull = None
+        if load.incremental is not None and not rebuild:
+            # Under the partition's lock: a concurrent run of it waits, then sees this one's rows.
+            mark = await refresh.high_water_mark(conn, load.spec, pl.params)
+            full = bool(getattr(run.config, "full", False))
+            pull = refresh.plan(window, refresh.utc_now(), mark, load.incremental, full=full)
+            tally.pull = tally.pulled_range = pull.range
         await pump(_tallied(fetch(conn, tally), tally), pl)
         await pl.flush()
         received = pl.result.records_received
@@ -382,6 +427,8 @@ async def _one(
         complete = (
             not rebuild
             and load.marks_gone
+            # An incremental pull saw only what is new: it never marks anything gone.
+            and (pull is None or pull.kind == "full")
             and tally.walk_complete
             and counted
             and not await pl.rejected_now()
@@ -389,7 +436,18 @@ async def _one(
         result = await pl.finish(complete=complete, pulled_range=tally.pulled_range)
         if load.after is not None and not rebuild:
             await load.after(conn, tally, pl)
-    return Loaded(load, tally, result, complete)
+        if not rebuild:
+            await refresh.record(
+                conn,
+                load.spec.raw_table,
+                load.partition_key,
+                fetched_at,
+                tally.pulled_range or window,
+                kind=pull.kind if pull is not None else "full",
+                complete=complete,
+                records=result.records_received,
+            )
+    return Loaded(load, tally, result, complete, pull=pull)
 
 
 async def one_page(page: Awaitable[Page]) -> AsyncIterator[Page]:

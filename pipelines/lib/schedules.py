@@ -18,6 +18,10 @@ from dagster import (
     schedule,
 )
 
+# The late-data pass runs on the ticks in the first minutes of an hour: one of a
+# */15 schedule's four.
+LATE_PASS_MINUTES = 15
+
 
 class AssetJob(Protocol):
     """What ``define_asset_job`` returns (dagster exports no public name for its type)."""
@@ -32,9 +36,12 @@ def recent_partitions_schedule(
     lookback: int = 2,
     name: str | None = None,
 ) -> ScheduleDefinition:
-    """Refresh the open partition and the ``lookback - 1`` before it on every tick: the open
-    window grows during the day and late records land in the previous one.
+    """Refresh the open partition on every tick, and the ``lookback - 1`` before it (the
+    late-data pass: a complete pull of a closed window) on the first tick of each hour: the
+    open window grows during the day and late records land in the previous one.
 
+    A refresh of the open window costs what is new (``pipelines/lib/refresh.py``), so ticks
+    can be frequent; the late-data pass pulls whole windows, so it stays hourly.
     ``build_schedule_from_partitioned_job`` targets one partition per tick, at the
     partition's own cadence; this needs several per tick, more often than that.
     """
@@ -45,12 +52,14 @@ def recent_partitions_schedule(
         execution_timezone=partitions_def.timezone,
         name=name or f"{job.name}_schedule",
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Refreshes the open partition and the {lookback - 1} before it.",
+        description=f"Refreshes the open partition on every tick and the {lookback - 1} before it hourly.",
     )
     def _schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
-        keys = partitions_def.get_partition_keys(current_time=context.scheduled_execution_time)
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
-        for key in keys[-lookback:]:
+        at = context.scheduled_execution_time
+        keys = partitions_def.get_partition_keys(current_time=at)
+        tick = at.isoformat() if at else "manual"
+        recent = keys[-lookback:]
+        for key in recent if at is None or at.minute < LATE_PASS_MINUTES else recent[-1:]:
             yield RunRequest(run_key=f"{key}@{tick}", partition_key=key)
 
     return _schedule

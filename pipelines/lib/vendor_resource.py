@@ -10,8 +10,10 @@ variable is set.
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
+from datetime import timedelta
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
@@ -19,9 +21,22 @@ import httpx
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, ValidationError
 
+from pipelines.lib import refresh
 from pipelines.lib.http import HttpClient
 from pipelines.lib.loading import DEFAULT_MAX_GONE_SHARE
 from pipelines.lib.settings import SettingError
+
+
+def overlap_field(default: float, why: str) -> Any:
+    """The ``overlap_minutes`` field of a source whose open window refreshes incrementally
+    (``<SOURCE>_OVERLAP_MINUTES``): ``why`` says what late arrival its default covers."""
+    return Field(
+        default=default,
+        ge=0,
+        allow_inf_nan=False,
+        description=f"<SOURCE>_OVERLAP_MINUTES: how far before the high-water mark a refresh of the open "
+        f"window starts, in minutes (default {default:g}: {why})",
+    )
 
 
 class VendorResource(ConfigurableResource):
@@ -79,6 +94,22 @@ class VendorResource(ConfigurableResource):
                 f"{cls.variable(str(e['loc'][0]))}: {e['msg']}" for e in error.errors() if e["loc"]
             )
             raise SettingError(f"{cls.VENDOR}: {bad}") from None
+
+    def duration(self, name: str, unit: str = "minutes") -> timedelta:
+        """A field counting ``unit`` as a duration; not a number, or negative, fails naming its variable."""
+        value = getattr(self, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise SettingError(f"{self.variable(name)}={value!r} is not a number of {unit} (0 or more)")
+        return timedelta(**{unit: value})
+
+    def incremental(self) -> refresh.Incremental:
+        """How this source's open window refreshes from its high-water mark."""
+        return refresh.Incremental(self.duration("overlap_minutes"))
 
     def require(self, *names: str) -> None:
         """Fail, naming the variable, where a required setting is empty."""

@@ -11,7 +11,7 @@ from models import crm, mart
 from pipelines.defs.sources.crm import normalize
 from pipelines.defs.sources.crm.client import CrmResource
 from pipelines.defs.sources.crm.partitions import crm_daily
-from pipelines.lib.http import bounded
+from pipelines.defs.sources.crm.recordings import recording_loads
 from pipelines.lib.ingest import OWNERS, Ingest, IngestConfig, Load, RunContext, TableChecks, one_page
 from pipelines.lib.schema import table_metadata
 from pipelines.lib.settings import int_list
@@ -22,19 +22,19 @@ RECORDING_KEY = AssetKey(["core", "fact_crm_call_recording"])
 HANGUP_KEY = AssetKey(["core", "dim_crm_hangup_reason"])
 IVR_KEY = AssetKey(["core", "fact_crm_call_ivr"])
 
-# The open day is refreshed hourly by the schedule; two missed refreshes warn.
-FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=6), warn_window=timedelta(hours=2))
+# The open window is refreshed every 15 minutes; two missed refreshes warn, six fail.
+FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(minutes=90), warn_window=timedelta(minutes=30))
 DIM_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=48), warn_window=timedelta(hours=26))
 COMMON = {"group_name": "crm", "pool": "crm", "kinds": {"postgres", "udesk"}, "owners": OWNERS}
 
 
 def _calls(run: RunContext) -> Iterator[Load]:
-    lo, hi = run.window
     yield Load(
         normalize.CALL_LOGS,
         run.partition_key,
-        lambda conn, tally: run.client.call_log_pages(lo, hi),
+        lambda conn, tally: run.client.call_log_pages(*tally.pull),
         params={"tz": crm_daily.timezone},
+        incremental=run.resource.incremental(),
     )
 
 
@@ -64,24 +64,9 @@ CALLS = Ingest(
 )
 
 
-def _recordings(run: RunContext) -> Iterator[Load]:
-    async def fetch(conn, tally):  # noqa: ANN001, ANN202
-        # Every call of the day, as loaded: one /v1/callLogs/view request each.
-        cur = await conn.execute(
-            "SELECT call_id FROM core.fact_crm_call WHERE created_at >= %s AND created_at < %s ORDER BY id",
-            run.window,
-        )
-        call_ids = [r[0] for r in await cur.fetchall()]
-        tally.extra["calls"] = len(call_ids)
-        async for page in bounded(call_ids, run.client.call_detail, run.client.http.concurrency):
-            yield page
-
-    yield Load(normalize.RECORDINGS, run.partition_key, fetch, params={"tz": crm_daily.timezone})
-
-
 RECORDINGS = Ingest(
     "crm",
-    _recordings,
+    recording_loads,
     TableChecks(
         "core.fact_crm_call_recording",
         ("raw.crm_call_detail", "core.fact_crm_call_recording"),
@@ -142,8 +127,9 @@ def fact_crm_call(
     partitions_def=crm_daily,
     freshness_policy=FRESHNESS,
     check_specs=RECORDINGS.check_specs(RECORDING_KEY),
-    description="Recordings of the day's calls, one /v1/callLogs/view request per call, fetched concurrently "
-    "within the rate limit.",
+    description="Recordings of the day's calls, one /v1/callLogs/view request per call that has no recording "
+    "yet (one whose answer held none is asked again while it is younger than CRM_RECORDING_LOOKBACK_HOURS), "
+    "fetched concurrently within the rate limit.",
     **COMMON,
 )
 def fact_crm_call_recording(

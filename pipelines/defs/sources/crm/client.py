@@ -25,7 +25,7 @@ from pipelines.lib.http import (
     VendorError,
     bounded,
 )
-from pipelines.lib.vendor_resource import VendorResource
+from pipelines.lib.vendor_resource import VendorResource, overlap_field
 
 VENDOR = "Udesk CRM"
 CREDENTIAL_VARS = "CRM_EMAIL and CRM_SECRET_KEY"
@@ -194,6 +194,16 @@ class CrmResource(VendorResource):
     # whose bookkeeping costs client CPU (bench/README.md).
     concurrency: int = Field(default=4, ge=1, description="Requests in flight at once (CRM_CONCURRENCY)")
     page_size: int = Field(default=MAX_PAGE_SIZE, description="pageSize, at most 100")
+    overlap_minutes: float = overlap_field(
+        5, "seed 002 documents no late arrival; covers clock skew and a call logged while a pull ran"
+    )
+    recording_lookback_hours: float = Field(
+        default=48,
+        ge=0,
+        allow_inf_nan=False,
+        description="CRM_RECORDING_LOOKBACK_HOURS: how long a call whose /v1/callLogs/view answer held no "
+        "recording is asked again (hours since the call); older ones are not asked again",
+    )
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> CrmClient:
         self.require("base_url", "email", "secret_key")

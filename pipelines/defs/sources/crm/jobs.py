@@ -22,8 +22,9 @@ crm_dimensions_job = define_asset_job("crm_dimensions", selection=AssetSelection
 crm_ivr_job = define_asset_job("crm_ivr", selection=AssetSelection.assets(IVR_KEY))
 
 SCHEDULES = [
-    # Today's and yesterday's day, every hour at :10.
-    recent_partitions_schedule(crm_facts_job, crm_daily, "10 * * * *", lookback=2),
+    # Today's day every 15 minutes from :10 (what is new since its high-water mark), and
+    # yesterday's whole day at :10 each hour (the late-data pass).
+    recent_partitions_schedule(crm_facts_job, crm_daily, "10-59/15 * * * *", lookback=2),
     ScheduleDefinition(
         job=crm_dimensions_job,
         cron_schedule="20 3 * * *",

@@ -35,7 +35,7 @@ from pipelines.lib.http import (
     bounded,
 )
 from pipelines.lib.settings import SettingError, int_list
-from pipelines.lib.vendor_resource import VendorResource
+from pipelines.lib.vendor_resource import VendorResource, overlap_field
 
 VENDOR = "Huawei CC-iSales"
 CREDENTIALS_HINT = (
@@ -271,6 +271,9 @@ class ISalesResource(VendorResource):
     )
     sign_variant: str = Field(default="hex", description="ISALES_SIGN_VARIANT: hex (default) or base64")
     limit: int = Field(default=MAX_LIMIT, description="Page size (limit), at most 100")
+    overlap_minutes: float = overlap_field(
+        5, "seed 003 documents no late arrival; covers clock skew and a log written while a pull ran"
+    )
 
     def vdn_list(self) -> list[int]:
         return parse_vdn_ids(self.vdn_ids)

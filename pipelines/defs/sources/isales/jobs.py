@@ -26,8 +26,9 @@ isales_file_servers_job = define_asset_job(
 )
 
 SCHEDULES = [
-    # The open week and the previous one (late records), every hour at :15.
-    recent_partitions_schedule(isales_api_calls_job, isales_weekly, "15 * * * *", lookback=2),
+    # The open week every 15 minutes from :03 (what is new since its high-water mark), and the
+    # previous one (late records) at :03 each hour.
+    recent_partitions_schedule(isales_api_calls_job, isales_weekly, "3-59/15 * * * *", lookback=2),
     ScheduleDefinition(
         job=isales_file_servers_job,
         cron_schedule="40 3 * * *",
@@ -39,8 +40,8 @@ JOBS = [isales_api_calls_job, isales_file_servers_job]
 
 # The latest partition must exist by Monday 06:00 (a backfill of an old week makes the
 # asset-level policy look fresh; this looks at the latest partition itself). With the open
-# week in the partition set, that is the week that began at 00:00, which the hourly schedule
-# creates at 00:15 in the same tick that finishes the week before.
+# week in the partition set, that is the week that began at 00:00, which the schedule
+# creates at 00:03 in the same tick that finishes the week before.
 FRESHNESS_CHECKS = partition_freshness_checks([API_CALL_KEY], "0 6 * * 1", isales_weekly.timezone)
 
 # Loaded by pipelines/definitions.py (load_from_defs_folder): the folder's definitions and its

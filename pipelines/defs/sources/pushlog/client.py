@@ -37,7 +37,7 @@ from pipelines.lib.http import (
     bounded,
 )
 from pipelines.lib.settings import SettingError
-from pipelines.lib.vendor_resource import VendorResource
+from pipelines.lib.vendor_resource import VendorResource, overlap_field
 
 VENDOR = "Alibaba Cloud VMS"
 ENDPOINT = "CloudListCurlLog"
@@ -246,8 +246,9 @@ class PushLogResource(VendorResource):
         default=8, ge=1, description="Requests in flight at once, when a month holds enough to split it"
     )
     page_size: int = Field(default=MAX_LIMIT, description="Limit, at most 500")
-    overlap_minutes: float = Field(
-        default=15.0, description="How far before the high-water mark an incremental pull starts (late rows)"
+    overlap_minutes: float = overlap_field(
+        15,
+        "seed 001 documents delayed (Delay) and retried (Retry) pushes, logged after newer ones",
     )
 
     def client(self, transport: httpx.AsyncBaseTransport | None = None) -> PushLogClient:

@@ -1,6 +1,6 @@
 """Push-log jobs, schedules and per-partition freshness checks.
 
-- Hourly: the open month, an incremental pull (what is new since the cursor).
+- Every 15 minutes: the open month, an incremental pull (what is new since its high-water mark).
 - 02:00 on days 1-3: the month that just closed, until it has had its complete final pull
   (a failed run on the 1st is retried on the 2nd and 3rd; a month already final is skipped).
 """
@@ -20,8 +20,8 @@ from dagster import (
 
 from pipelines.defs.sources.pushlog.assets import ASSETS, PUSH_LOG_KEY
 from pipelines.defs.sources.pushlog.client import PushLogResource
-from pipelines.defs.sources.pushlog.cursor import final_pull_done
 from pipelines.defs.sources.pushlog.partitions import pushlog_monthly
+from pipelines.lib import refresh
 from pipelines.lib.schedules import partition_freshness_checks, recent_partitions_schedule
 from pipelines.lib.warehouse import WarehouseResource
 
@@ -32,7 +32,7 @@ pushlog_job = define_asset_job(
 )
 
 refresh_open_month = recent_partitions_schedule(
-    pushlog_job, pushlog_monthly, "15 * * * *", lookback=1, name="pushlog_open_month_hourly"
+    pushlog_job, pushlog_monthly, "7-59/15 * * * *", lookback=1, name="pushlog_open_month"
 )
 
 
@@ -53,7 +53,8 @@ def final_pull_schedule(
         return
     key = keys[-2]  # keys[-1] is the open month
     with warehouse.connect() as conn:
-        if final_pull_done(conn, key):
+        closed_at = pushlog_monthly.time_window_for_partition_key(key).end
+        if refresh.last_pull(conn, "raw.pushlog", key, closed_at=closed_at) is not None:
             yield SkipReason(f"{key} already had its final pull")
             return
     tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"

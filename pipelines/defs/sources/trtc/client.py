@@ -42,7 +42,7 @@ from pipelines.lib.http import (
     bounded,
 )
 from pipelines.lib.settings import SettingError
-from pipelines.lib.vendor_resource import VendorResource
+from pipelines.lib.vendor_resource import VendorResource, overlap_field
 
 VENDOR = "Tencent TRTC"
 ENDPOINT = "/v1/records/get_records_by_filter"
@@ -305,6 +305,11 @@ class TrtcResource(VendorResource):
         f"difference between our clock and the vendor's (0..{MAX_SKEW_S})",
     )
     usersig_expire_s: int = Field(default=86_400, description="Lifetime of each generated UserSig")
+    overlap_minutes: float = overlap_field(
+        60,
+        "a record is filed under its call's start (startTimestamp) but its result and end are final only "
+        "once the call ends: an hour covers a long call",
+    )
 
     def _checked(self) -> int:
         if not self.base_url.startswith(("http://", "https://")):

@@ -1,7 +1,7 @@
 """TRTC jobs, schedules and freshness checks.
 
 The vendor forgets calls after 7 days, so freshness here protects data, not just dashboards:
-the open week and the previous one are pulled every hour, and a check that runs on its own
+the open week is refreshed every 15 minutes and the previous one pulled every hour, and a check that runs on its own
 schedule (not only after materializations) escalates when pulls stop.
 """
 
@@ -31,8 +31,9 @@ trtc_retention_watch_job = define_asset_job(
 )
 
 SCHEDULES = [
-    # The open week and the previous one (late records, and Monday's just-closed week) hourly.
-    recent_partitions_schedule(trtc_calls_job, trtc_weekly, "5 * * * *", lookback=2),
+    # The open week every 15 minutes from :05 (what is new since its high-water mark), the
+    # previous one (late records, and Monday's just-closed week) at :05 each hour.
+    recent_partitions_schedule(trtc_calls_job, trtc_weekly, "5-59/15 * * * *", lookback=2),
     ScheduleDefinition(
         job=trtc_retention_watch_job,
         cron_schedule="35 * * * *",
