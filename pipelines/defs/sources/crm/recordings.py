@@ -8,13 +8,13 @@ A call of the window is asked when it has no live recording row and either
 - its recordings were marked gone (the call came back, or its recordings went).
 Everything else is skipped. Calls marked gone are not asked: their recordings are gone with them.
 
-The load answers, for gone-marking, only for the recordings of the calls it asked about and
-of the calls marked gone (``scope_sql``), so skipping a call never makes its recordings look gone.
+A pull that skips calls cannot tell which recordings went, so it marks none gone itself;
+the recordings of a call marked gone are marked gone with it (``_FOLLOW_CALLS``), and come
+back when the call does (it is then asked again).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -27,16 +27,17 @@ from pipelines.lib import refresh
 from pipelines.lib.http import bounded
 from pipelines.lib.ingest import Load, RunContext
 
-# The recordings the load answers for: those of the calls asked about, and of the window's
-# calls marked gone (a complete pull of their day no longer lists them).
-SCOPE = (
-    "(call_id = ANY(%(asked_calls)s::text[]) OR call_id IN (SELECT c.call_id FROM core.fact_crm_call c "
-    "WHERE c._gone_at IS NOT NULL AND c.created_at >= %(lo)s AND c.created_at < %(hi)s))"
-)
-SPEC = dataclasses.replace(
-    normalize.RECORDINGS,
-    targets=tuple(dataclasses.replace(t, scope_sql=SCOPE) for t in normalize.RECORDINGS.targets),
-)
+# A call marked gone (a complete pull of its day no longer lists it) takes its recordings
+# with it: /view would not find it either. That call's marking passed the
+# mass-disappearance guard already.
+_FOLLOW_CALLS = """
+UPDATE core.fact_crm_call_recording r SET _gone_at = c._gone_at
+FROM core.fact_crm_call c
+WHERE c.call_id = r.call_id AND c._gone_at IS NOT NULL AND r._gone_at IS NULL
+  AND r.call_created_at >= %(lo)s AND r.call_created_at < %(hi)s
+"""
+
+SPEC = normalize.RECORDINGS
 
 _PLAN = """
 SELECT c.call_id,
@@ -72,7 +73,7 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
         rows = await cur.fetchall()
         asked[:] = [call_id for call_id, ask, _ in rows if ask]
         plan.update(calls=len(rows), calls_asked=len(asked), calls_skipped=len(rows) - len(asked))
-        return {"asked_calls": list(asked)}
+        return {}
 
     async def fetch(conn, tally):  # noqa: ANN001, ANN202
         tally.extra.update(plan)
@@ -80,6 +81,9 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
             yield page
 
     async def after(conn, tally, load) -> None:  # noqa: ANN001
+        cur = await conn.execute(_FOLLOW_CALLS, where())
+        table = SPEC.targets[0].table
+        load.result.rows_gone[table] = load.result.rows_gone.get(table, 0) + cur.rowcount
         cur = await conn.execute(_WAITING, where())
         row = await cur.fetchone()
         # Young calls still without a recording: the next pulls ask about them again.
@@ -87,5 +91,11 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
         tally.extra["recording_lookback_hours"] = lookback / timedelta(hours=1)
 
     yield Load(
-        SPEC, run.partition_key, fetch, params={"tz": crm_daily.timezone}, after=after, prepare=prepare
+        SPEC,
+        run.partition_key,
+        fetch,
+        params={"tz": crm_daily.timezone},
+        after=after,
+        prepare=prepare,
+        marks_gone=False,  # it asks about some calls only; recordings follow their calls
     )
