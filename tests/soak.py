@@ -33,8 +33,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from pipelines.definitions import build_resources
-from pipelines.defs.sources.pushlog import assets as pushlog_assets
 from pipelines.defs.sources.trtc import plan as trtc_plan
+from pipelines.lib import refresh
 from simulator.app import Simulator
 from simulator.common import Fault
 from simulator.server import ThreadedServer
@@ -211,9 +211,7 @@ def soak(
         server = ThreadedServer(simulator).start()  # it reads the settings when it starts
         for key, value in server.env().items():
             env.mp.setenv(key, value)
-        env.mp.setattr(
-            pushlog_assets, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC)
-        )
+        env.mp.setattr(refresh, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC))
         env.mp.setattr(trtc_plan, "vendor_now", lambda: simulator.state.clock.now())
 
         def clock(at: float) -> None:

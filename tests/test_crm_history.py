@@ -147,7 +147,9 @@ def test_a_vendor_that_answers_empty_for_the_day_loses_nothing_and_the_check_say
     result = run([crm.fact_crm_call_recording], res, raise_on_error=False)
     assert evaluation(result, "no_mass_disappearance").passed is True
     meta = metadata(result, "core/fact_crm_call_recording")
-    with_recording = db.execute("SELECT count(DISTINCT call_id) FROM core.fact_crm_call_recording").fetchone()[0]
+    with_recording = db.execute(
+        "SELECT count(DISTINCT call_id) FROM core.fact_crm_call_recording"
+    ).fetchone()[0]
     assert meta["calls_skipped"] >= with_recording and meta["calls_asked"] == 250 - meta["calls_skipped"]
     assert {t: count(db, t) for t in tables} == before
     assert gone(db, "core.fact_crm_call_recording", "call_id") == {}

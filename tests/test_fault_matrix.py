@@ -37,6 +37,7 @@ from pipelines.defs.sources.isales import assets as isales_assets
 from pipelines.defs.sources.pushlog import assets as pushlog_assets
 from pipelines.defs.sources.trtc import assets as trtc_assets
 from pipelines.defs.sources.trtc import plan as trtc_plan
+from pipelines.lib import refresh
 from simulator.app import Simulator
 from simulator.common import Fault
 from tests.helpers import checks, metadata
@@ -80,9 +81,7 @@ def _isales(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
 def _pushlog(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
     simulator.settings["pushlog"].volume = 8  # 248 deliveries in October: pages of 100
     _frozen(simulator, datetime(2026, 11, 10, tzinfo=SHANGHAI))  # October is closed: a full pull
-    monkeypatch.setattr(
-        pushlog_assets, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC)
-    )
+    monkeypatch.setattr(refresh, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC))
 
 
 def _trtc(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -323,7 +322,7 @@ def test_a_vendor_answering_no_records_for_a_loaded_window_loses_nothing(
     assert not result.success  # the blocking check fails the run, after the commit
     assert checks(result)["no_mass_disappearance"] is False
     after = warehouse_checksum(db)
-    # nothing marked gone, nothing lost (a push-log pull still records its cursor)
-    assert {k: v for k, v in after.items() if k != "raw.pushlog_cursor"} == {
-        k: v for k, v in before.items() if k != "raw.pushlog_cursor"
+    # nothing marked gone, nothing lost (a pull still records itself in raw.pull_log)
+    assert {k: v for k, v in after.items() if k != "raw.pull_log"} == {
+        k: v for k, v in before.items() if k != "raw.pull_log"
     }

@@ -37,7 +37,7 @@ from pipelines.defs.sources.isales import assets as isales
 from pipelines.defs.sources.pushlog import assets as pushlog
 from pipelines.defs.sources.trtc import assets as trtc
 from pipelines.defs.sources.trtc import plan
-from pipelines.lib import warehouse
+from pipelines.lib import refresh, warehouse
 from pipelines.lib.warehouse import WarehouseResource
 from simulator import customers as sim_customers
 from simulator.app import Simulator
@@ -102,7 +102,7 @@ def loaded(pg_admin_url: str, template_db: str) -> Iterator[dict]:
     server = ThreadedServer(simulator).start()
     try:
         mp.setattr(plan, "vendor_now", lambda: NOW.timestamp())
-        mp.setattr(pushlog, "utc_now", lambda: NOW.astimezone(UTC))
+        mp.setattr(refresh, "utc_now", lambda: NOW.astimezone(UTC))
         for key, value in server.env().items():
             mp.setenv(key, value)
         for source in ("CRM", "ISALES", "PUSHLOG", "TRTC"):

@@ -86,7 +86,10 @@ def test_deleted_delivery_is_marked_gone_then_cleared_and_an_empty_month_marks_n
     after = rows(db)
     assert set(after) == set(loaded)
     assert [i for i, g in after.items() if g is not None] == [victim]
-    (last_fetch,) = db.execute("SELECT max(fetched_at) FROM raw.pushlog").fetchone()
+    # raw rewrites only what changed (issue 20): the pull's time is in raw.pull_log
+    (last_fetch,) = db.execute(
+        "SELECT max(fetched_at) FROM raw.pull_log WHERE raw_table = 'raw.pushlog'"
+    ).fetchone()
     assert after[victim] == last_fetch
     assert victim in raw_ids(db)
     assert metadata(second, TABLE)["rows_gone core.fact_push_log"] == 1

@@ -15,6 +15,7 @@ from dagster import DagsterInstance, Definitions, build_schedule_context, materi
 from pipelines.defs.sources.pushlog import assets as pushlog_assets
 from pipelines.defs.sources.pushlog import jobs
 from pipelines.defs.sources.pushlog.client import PushLogResource
+from pipelines.lib import refresh
 from pipelines.lib.warehouse import WarehouseResource
 from simulator.app import Simulator
 from simulator.common import Fault
@@ -35,9 +36,7 @@ def server(simulator: Simulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Th
     settings = simulator.settings["pushlog"]
     settings.volume, settings.late_fraction = 1000, 0.1
     simulator.state.clock.set(now=T1.timestamp(), auth_wall=True)
-    monkeypatch.setattr(
-        pushlog_assets, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC)
-    )
+    monkeypatch.setattr(refresh, "utc_now", lambda: datetime.fromtimestamp(simulator.state.clock.now(), UTC))
     srv = ThreadedServer(simulator).start()
     yield srv
     srv.stop()
@@ -100,8 +99,13 @@ def ids(db: psycopg.Connection) -> set[int]:
     return {r[0] for r in db.execute("SELECT id FROM core.fact_push_log")}
 
 
-def cursor_row(db: psycopg.Connection) -> tuple | None:
-    return db.execute("SELECT * FROM raw.pushlog_cursor WHERE partition_key = %s", (OCTOBER,)).fetchone()
+def last_pull(db: psycopg.Connection) -> tuple | None:
+    """The month's newest pull in raw.pull_log: (fetched_at, kind, pulled_from, pulled_to, complete)."""
+    return db.execute(
+        "SELECT fetched_at, kind, pulled_from, pulled_to, complete FROM raw.pull_log "
+        "WHERE raw_table = 'raw.pushlog' AND partition_key = %s ORDER BY fetched_at DESC LIMIT 1",
+        (OCTOBER,),
+    ).fetchone()
 
 
 def test_open_month_full_then_incremental_then_closed_month_final(
@@ -109,7 +113,7 @@ def test_open_month_full_then_incremental_then_closed_month_final(
 ) -> None:
     result = run(server, warehouse_url)
     first = meta(result)
-    assert (first["pull_kind"], first["final_pull"]) == ("full", False)
+    assert first["pull"] == "full" and first["complete_pull"] is True
     outcome = {e.check_name: (e.passed, e.severity.name) for e in result.get_asset_check_evaluations()}
     assert outcome == {
         "no_duplicate_keys": (True, "WARN"),
@@ -131,29 +135,30 @@ def test_open_month_full_then_incremental_then_closed_month_final(
         "VALUES (7122600, 1, '2026-10-02 08:00+08', now() - interval '1 day')"
     )
     (high_water,) = db.execute("SELECT max(create_time) FROM core.fact_push_log").fetchone()
-    assert cursor_row(db)[1] == high_water
+    assert last_pull(db)[1] == "full"
 
     # Half an hour later: ~21 new deliveries, some logged late.
     t2 = T1 + timedelta(minutes=30)
     set_clock(t2)
+    before = len(ids(db))
     second = meta(run(server, warehouse_url))
-    assert second["pull_kind"] == "incremental"
+    assert second["pull"] == "incremental" and second["complete_pull"] is False
+    assert second["high_water_mark"] == high_water.isoformat()
     new = visible_ids(simulator, t2) - visible_ids(simulator, T1)
     assert 15 <= len(new) <= 30
     assert ids(db) == visible_ids(simulator, t2) | {1}  # exactly the new rows, late ones included
-    assert second["rows_new"] == len(new)
+    assert len(ids(db)) - before == len(new)
     assert second["requests"] == simulator.state.requests["pushlog /"] == 1
-    assert second["pulled_range"].startswith(
-        "[" + (high_water - timedelta(minutes=15)).astimezone(UTC).replace(microsecond=0).isoformat()
-    )
+    assert second["pulled_from"] == (high_water - timedelta(minutes=15)).replace(microsecond=0).isoformat()
     assert db.execute("SELECT count(*) FROM core.fact_push_log WHERE id = 1").fetchone()[0] == 1
 
     # A day later: ~1000 new deliveries cost a few requests, not the month's.
     t3 = t2 + timedelta(days=1)
     set_clock(t3)
+    before = len(ids(db))
     third = meta(run(server, warehouse_url))
     new = visible_ids(simulator, t3) - visible_ids(simulator, t2)
-    assert third["pull_kind"] == "incremental" and third["rows_new"] == len(new)
+    assert third["pull"] == "incremental" and len(ids(db)) - before == len(new)
     assert third["requests"] <= len(new) // 500 + 3 < full_requests
     assert ids(db) == visible_ids(simulator, t3) | {1}
 
@@ -161,22 +166,21 @@ def test_open_month_full_then_incremental_then_closed_month_final(
     closed = datetime(2026, 11, 2, 3, tzinfo=SHANGHAI)
     set_clock(closed)
     final = meta(run(server, warehouse_url))
-    assert (final["pull_kind"], final["final_pull"]) == ("full", True)
-    assert final["pulled_range"] == f"[{OCT_START.isoformat()}, {OCT_END.isoformat()})"
+    assert final["pull"] == "full" and final["complete_pull"] is True
+    assert (final["pulled_from"], final["pulled_to"]) == (OCT_START.isoformat(), OCT_END.isoformat())
     assert ids(db) == visible_ids(simulator, closed) | {1} and len(ids(db)) == 31 * 1000 + 1
     assert db.execute("SELECT id FROM core.fact_push_log WHERE _gone_at IS NOT NULL").fetchall() == [(1,)]
     assert final["rows_gone core.fact_push_log"] == 1
-    row = cursor_row(db)
-    assert row[2] == "full" and row[7] is not None  # last_pull_kind, final_pull_at
+    assert last_pull(db)[1:] == ("full", OCT_START, OCT_END, True)
 
 
-def test_a_failed_pull_changes_neither_the_warehouse_nor_the_cursor(
+def test_a_failed_pull_changes_neither_the_warehouse_nor_the_pull_log(
     server: ThreadedServer, simulator: Simulator, set_clock, warehouse_url: str, db: psycopg.Connection
 ) -> None:
     run(server, warehouse_url)
     snapshot = "SELECT count(*), sum(id), max(_loaded_at) FROM core.fact_push_log"
     raw_snapshot = "SELECT count(*), max(fetched_at) FROM raw.pushlog"
-    before = (db.execute(snapshot).fetchone(), db.execute(raw_snapshot).fetchone(), cursor_row(db))
+    before = (db.execute(snapshot).fetchone(), db.execute(raw_snapshot).fetchone(), last_pull(db))
 
     t2 = T1 + timedelta(days=20)
     set_clock(t2)
@@ -185,12 +189,12 @@ def test_a_failed_pull_changes_neither_the_warehouse_nor_the_cursor(
     failed = run(server, warehouse_url, full=True, ok=False, max_retries=1, backoff_base_s=0.01)
     assert not failed.success
     assert simulator.state.requests["pushlog /"] > 40
-    after = (db.execute(snapshot).fetchone(), db.execute(raw_snapshot).fetchone(), cursor_row(db))
+    after = (db.execute(snapshot).fetchone(), db.execute(raw_snapshot).fetchone(), last_pull(db))
     assert after == before
 
     simulator.state.faults.clear()
     retry = meta(run(server, warehouse_url))
-    assert retry["pull_kind"] == "incremental"  # from the unchanged cursor
+    assert retry["pull"] == "incremental"  # from the high-water mark, unchanged
     assert ids(db) == visible_ids(simulator, t2)
 
 
@@ -226,9 +230,9 @@ def test_schedules_refresh_the_open_month_and_finish_the_closed_one(warehouse_ur
 
     assert [r.partition_key for r in final_tick(1).run_requests] == [OCTOBER]
     db.execute(
-        "INSERT INTO raw.pushlog_cursor (partition_key, high_water, last_pull_kind, last_pulled_from, "
-        "last_pulled_to, last_pull_at, final_pull_at) VALUES (%s, now(), 'full', now(), now(), now(), now())",
-        (OCTOBER,),
+        "INSERT INTO raw.pull_log (raw_table, partition_key, fetched_at, kind, pulled_from, pulled_to, complete, "
+        "records) VALUES ('raw.pushlog', %s, %s, 'full', %s, %s, true, 0)",
+        (OCTOBER, OCT_END + timedelta(hours=2), OCT_START, OCT_END),
     )
     skipped = final_tick(2)
     assert not skipped.run_requests and "already had its final pull" in skipped.skip_message

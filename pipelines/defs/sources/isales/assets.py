@@ -110,7 +110,6 @@ def _per_vdn(conn: psycopg.Connection, run: IngestRun, table: str, time_column: 
             "requests": item.requests,
         }
     names = [
-        "pull",
         "rows",
         "api_count",
         "records_received",
@@ -119,6 +118,7 @@ def _per_vdn(conn: psycopg.Connection, run: IngestRun, table: str, time_column: 
         "rejects",
         "pages",
         "requests",
+        "pull",
     ]
     table_md = ["| vdn | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     table_md += [f"| {v} | " + " | ".join(str(d[n]) for n in names) + " |" for v, d in rows.items()]
