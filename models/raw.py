@@ -28,7 +28,12 @@ pull_log = Table(
         "raw_table", Text, primary_key=True, comment="The raw table the pull landed in (raw.<source>_...)."
     ),
     Column("partition_key", Text, primary_key=True, comment="The raw partition key of the load."),
-    tstz("fetched_at", "When the pull started (the fetched_at of what it wrote).", primary_key=True),
+    tstz(
+        "fetched_at",
+        "When the pull started (the fetched_at of what it wrote).",
+        nullable=False,
+        primary_key=True,
+    ),
     Column(
         "kind",
         Text,

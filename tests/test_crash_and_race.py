@@ -156,7 +156,9 @@ def test_a_worker_killed_mid_load_leaves_the_warehouse_as_it_was_and_a_rerun_com
     result = run(source)
     assert metadata(result, source.asset_key)["rows_landed"] == 1_500
     assert crm_rows(db) == (1_500, 1_500, 1_500, 0)
-    assert db.execute("SELECT min(fetched_at) FROM raw.crm_call").fetchone()[0] > loaded_at  # re-run wrote
+    # the re-run pulled (raw.pull_log), and rewrote nothing unchanged (issue 20)
+    assert db.execute("SELECT max(fetched_at) FROM raw.pull_log").fetchone()[0] > loaded_at
+    assert db.execute("SELECT max(fetched_at) FROM raw.crm_call").fetchone()[0] == loaded_at
 
 
 # ---------------------------------------------------------------------------------------- races
@@ -237,8 +239,10 @@ def test_two_runs_of_one_partition_at_once_queue_and_end_with_exactly_the_vendor
         assert checks(result)["no_duplicate_keys"] and checks(result)["no_rejects"]
         assert checks(result)["no_mass_disappearance"]
     assert crm_rows(db) == (250, 250, 250, 0)
-    # Every record is the second run's: it ran after the first had committed.
+    # The second ran after the first had committed: it found every record unchanged and
+    # rewrote none (issue 20), so every record is still the first run's.
     assert db.execute("SELECT count(DISTINCT fetched_at) FROM raw.crm_call").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM raw.pull_log").fetchone()[0] == 2
     assert metadata(results[1], source.asset_key)["rows_landed"] == 250
 
 

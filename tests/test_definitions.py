@@ -46,6 +46,10 @@ def test_schedules_refresh_the_open_and_previous_partition() -> None:
     context = build_schedule_context(scheduled_execution_time=at, repository_def=repo)
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-21", "2026-11-22"]
+    # The open day every 15 minutes; the late-data pass over yesterday once an hour.
+    assert schedule.cron_schedule == "10-59/15 * * * *"
+    later = build_schedule_context(scheduled_execution_time=at.replace(minute=25), repository_def=repo)
+    assert [r.partition_key for r in schedule.evaluate_tick(later).run_requests] == ["2026-11-22"]
 
 
 def test_rate_and_concurrency_come_from_the_environment(monkeypatch) -> None:  # noqa: ANN001

@@ -90,7 +90,10 @@ def test_deleted_call_log_is_marked_gone_in_its_vdn_only_then_cleared(
     assert second.success
     assert set(rows(db)) == set(loaded)
     assert gone(db) == [(1, victim)]  # VDN 2's complete pull marked none of VDN 1's rows
-    (last_fetch,) = db.execute("SELECT max(fetched_at) FROM raw.isales_api_call").fetchone()
+    # raw rewrites only what changed (issue 20): the pull's time is in raw.pull_log
+    (last_fetch,) = db.execute(
+        "SELECT max(fetched_at) FROM raw.pull_log WHERE raw_table = 'raw.isales_api_call'"
+    ).fetchone()
     assert rows(db)[(1, victim)] == last_fetch
     assert f"1:{victim}" in raw_keys(db)
     assert metadata(second, TABLE)["rows_gone core.fact_isales_api_call"] == 1

@@ -51,14 +51,16 @@ def test_loads_with_groups_pools_partitions_and_freshness() -> None:
         assert window.end.isoformat() == "2026-11-23T00:00:00+08:00"
 
 
-def test_the_schedule_refreshes_the_open_and_previous_week_hourly() -> None:
+def test_the_schedule_refreshes_the_open_week_every_15_minutes_and_the_previous_hourly() -> None:
     repo = defs().get_repository_def()
     schedule = repo.get_schedule_def("trtc_calls_schedule")
-    assert schedule.cron_schedule == "5 * * * *"
+    assert schedule.cron_schedule == "5-59/15 * * * *"
     at = datetime(2026, 11, 24, 9, 5, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Tuesday
     context = build_schedule_context(scheduled_execution_time=at, repository_def=repo)
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-16", "2026-11-23"]
+    later = build_schedule_context(scheduled_execution_time=at.replace(minute=20), repository_def=repo)
+    assert [r.partition_key for r in schedule.evaluate_tick(later).run_requests] == ["2026-11-23"]
 
 
 def test_the_retention_watch_runs_the_recency_check_alone_every_hour() -> None:

@@ -37,13 +37,13 @@ FETCHED_AT_BEFORE = "When the pull that last returned this record started."
 
 def _comment(schema: str, column: str, comment: str, *, keyed: bool) -> None:
     """The comment of ``column`` in every table of ``schema`` that has it (raw: the landing
-    tables, keyed by record_key). The comments are this module's constants."""
+    tables, with their request window). The comments are this module's constants."""
     tables = op.get_bind().execute(
         sa.text(
             "SELECT c.table_name FROM information_schema.columns c "
             "WHERE c.table_schema = :schema AND c.column_name = :column AND (NOT :keyed OR EXISTS ("
             "SELECT FROM information_schema.columns k WHERE k.table_schema = c.table_schema "
-            "AND k.table_name = c.table_name AND k.column_name = 'record_key')) ORDER BY 1"
+            "AND k.table_name = c.table_name AND k.column_name = 'window_start')) ORDER BY 1"
         ),
         {"schema": schema, "column": column, "keyed": keyed},
     )
@@ -98,6 +98,7 @@ def upgrade() -> None:
         comment="Every successful pull of a partition, written in the load's transaction: rows are rewritten "
         "only when they change, so when a window was last pulled is recorded here, per pull.",
     )
+    op.execute("ALTER TABLE raw.pull_log OWNER TO loader")  # like everything in raw (0011)
     op.drop_table("pushlog_cursor", schema="raw")
     _comment("core", "_loaded_at", LOADED_AT, keyed=False)
     _comment("raw", "fetched_at", FETCHED_AT, keyed=True)
@@ -157,4 +158,5 @@ def downgrade() -> None:
         comment="Pipeline state of core/fact_push_log per monthly partition, written in the load's transaction: a "
         "failed run never advances it.",
     )
+    op.execute("ALTER TABLE raw.pushlog_cursor OWNER TO loader")
     op.drop_table("pull_log", schema="raw")
