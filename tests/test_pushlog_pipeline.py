@@ -143,13 +143,15 @@ def test_open_month_full_then_incremental_then_closed_month_final(
     before = len(ids(db))
     second = meta(run(server, warehouse_url))
     assert second["pull"] == "incremental" and second["complete_pull"] is False
-    assert second["high_water_mark"] == high_water.isoformat()
+    assert datetime.fromisoformat(second["high_water_mark"]) == high_water
     new = visible_ids(simulator, t2) - visible_ids(simulator, T1)
     assert 15 <= len(new) <= 30
     assert ids(db) == visible_ids(simulator, t2) | {1}  # exactly the new rows, late ones included
     assert len(ids(db)) - before == len(new)
     assert second["requests"] == simulator.state.requests["pushlog /"] == 1
-    assert second["pulled_from"] == (high_water - timedelta(minutes=15)).replace(microsecond=0).isoformat()
+    assert datetime.fromisoformat(second["pulled_from"]) == (high_water - timedelta(minutes=15)).replace(
+        microsecond=0
+    )
     assert db.execute("SELECT count(*) FROM core.fact_push_log WHERE id = 1").fetchone()[0] == 1
 
     # A day later: ~1000 new deliveries cost a few requests, not the month's.
@@ -167,7 +169,10 @@ def test_open_month_full_then_incremental_then_closed_month_final(
     set_clock(closed)
     final = meta(run(server, warehouse_url))
     assert final["pull"] == "full" and final["complete_pull"] is True
-    assert (final["pulled_from"], final["pulled_to"]) == (OCT_START.isoformat(), OCT_END.isoformat())
+    assert (final["pulled_from"], final["pulled_to"]) == (
+        OCT_START.isoformat(),
+        OCT_END.isoformat(),
+    )  # its zone
     assert ids(db) == visible_ids(simulator, closed) | {1} and len(ids(db)) == 31 * 1000 + 1
     assert db.execute("SELECT id FROM core.fact_push_log WHERE _gone_at IS NOT NULL").fetchall() == [(1,)]
     assert final["rows_gone core.fact_push_log"] == 1

@@ -90,6 +90,9 @@ def plan(
 ) -> Pull:
     """The pull of ``window`` at ``now``, given its high-water ``mark`` (None: no row yet)."""
     start, end = window
+    # In the window's zone: a vendor that reads naive local times gets them from these.
+    now = now.astimezone(start.tzinfo)
+    mark = mark.astimezone(start.tzinfo) if mark is not None else None
     overlap = incremental.overlap
     if now >= end:
         return Pull("full", start, end, mark, None, "closed window: the whole window")

@@ -68,15 +68,28 @@ def _week(run: RunContext) -> Iterator[Load]:
         return
 
     async def fetch(conn, tally):  # noqa: ANN001, ANN202
-        tally.pulled_range = pull.plan.requested  # rows past retention stay as they are
-        async for page in run.client.pages(pull):
+        walk = pull
+        if tally.pull != pull.plan.window:  # a refresh of the open week: what is new since its mark
+            walk = Pull(plan.plan_pull(*tally.pull, plan.vendor_now(), skew_s=run.resource.retention_skew_s))
+            run.notes["pull"] = walk
+        if walk.plan.requested is None:
+            return
+        tally.pulled_range = walk.plan.requested  # rows past retention stay as they are
+        async for page in run.client.pages(walk):
             yield page
-        tally.api_total = pull.api_total
-        tally.walk_complete = pull.complete
-        tally.extra["walk_stops"] = MetadataValue.json(pull.stops())
-        tally.extra["edge_splits"] = pull.splits
+        tally.api_total = walk.api_total
+        tally.walk_complete = walk.complete
+        tally.extra["walk_stops"] = MetadataValue.json(walk.stops())
+        tally.extra["edge_splits"] = walk.splits
 
-    yield Load(normalize.CALLS, run.partition_key, fetch, params=params, window=pull.plan.window)
+    yield Load(
+        normalize.CALLS,
+        run.partition_key,
+        fetch,
+        params=params,
+        window=pull.plan.window,
+        incremental=run.resource.incremental(),
+    )
 
 
 async def _from_raw(conn, tally):  # noqa: ANN001, ANN202
