@@ -139,6 +139,39 @@ def test_the_previous_day_is_pulled_whole_and_a_full_run_config_forces_a_full_pu
     assert meta["pull"] == "full" and meta["pull_reason"] == "full pull asked for"
 
 
+def test_recordings_are_asked_once_and_a_call_without_one_again_only_while_young(
+    simulator: Simulator, clock: Clock, sim, warehouse_url: str, db: psycopg.Connection
+) -> None:  # noqa: ANN001
+    simulator.settings["crm"].volume = 480  # 20 calls an hour
+    res = crm_resources(sim.env(), warehouse_url)
+    both = [crm.fact_crm_call, crm.fact_crm_call_recording]
+
+    def views() -> int:
+        return simulator.state.requests["crm /v1/callLogs/view"]
+
+    first = metadata(run(both, res, DAY), "core/fact_crm_call_recording")
+    calls = db.execute("SELECT count(*) FROM core.fact_crm_call").fetchone()[0]
+    assert first["calls_asked"] == calls == views() and first["calls_skipped"] == 0
+    waiting = first["calls_waiting"]
+    assert waiting > 0  # talked-in calls whose answer held no recording (yet)
+
+    # The open day's refresh asks only the calls never asked.
+    clock.set(NOON + timedelta(hours=1))
+    second = metadata(run(both, res, DAY), "core/fact_crm_call_recording")
+    new = db.execute("SELECT count(*) FROM core.fact_crm_call").fetchone()[0] - calls
+    assert second["calls_asked"] == views() == new == 20 and second["calls_skipped"] == calls
+
+    # Closed, and still young: the late-data pass asks the waiting calls again.
+    clock.set(DAY_END + timedelta(hours=1))
+    closed = metadata(run(both, res, DAY), "core/fact_crm_call_recording")
+    assert closed["calls_asked"] == views() >= waiting > 0
+
+    # Old: never again.
+    clock.set(DAY_END + timedelta(hours=49))
+    old = metadata(run(both, res, DAY), "core/fact_crm_call_recording")
+    assert old["calls_asked"] == views() == 0 and old["calls_waiting"] == 0
+
+
 # ----------------------------------------------------------------------------------------- iSales
 
 OPEN_WEEK = "2026-11-16"

@@ -3,9 +3,12 @@ so a call is asked about once, not on every refresh.
 
 A call of the window is asked when it has no live recording row and either
 - it was never answered (no ``raw.crm_call_detail`` record for it),
-- its answer held no recording and it is young (created within
-  ``CRM_RECORDING_LOOKBACK_HOURS``: recordings appear a while after the call), or
-- its recordings were marked gone (the call came back, or its recordings went).
+- its recordings were marked gone (the call came back, or its recordings went), or
+- its answer held no recording, it was talked in (``duration > 0``: a call nobody talked in
+  has nothing to record), it is young (created within ``CRM_RECORDING_LOOKBACK_HOURS``:
+  recordings can appear a while after the call) and the window has closed: such calls wait
+  for the hourly late-data pass over the previous day, not the 15-minute refreshes of the
+  open one, so each is asked again at most about once an hour, and never once it is old.
 Everything else is skipped. Calls marked gone are not asked: their recordings are gone with them.
 
 A pull that skips calls cannot tell which recordings went, so it marks none gone itself;
@@ -44,8 +47,8 @@ SELECT c.call_id,
        NOT EXISTS (SELECT FROM core.fact_crm_call_recording r
                    WHERE r.call_id = c.call_id AND r._gone_at IS NULL)
        AND (NOT EXISTS (SELECT FROM raw.crm_call_detail d WHERE d.record_key = c.call_id)
-            OR c.created_at >= %(young)s
-            OR EXISTS (SELECT FROM core.fact_crm_call_recording r WHERE r.call_id = c.call_id)) AS ask,
+            OR EXISTS (SELECT FROM core.fact_crm_call_recording r WHERE r.call_id = c.call_id)
+            OR (%(closed)s AND c.created_at >= %(young)s AND coalesce(c.duration, 0) > 0)) AS ask,
        c.created_at >= %(young)s AS young
 FROM core.fact_crm_call c
 WHERE c.created_at >= %(lo)s AND c.created_at < %(hi)s AND c._gone_at IS NULL
@@ -55,6 +58,7 @@ ORDER BY c.id
 _WAITING = """
 SELECT count(*) FROM core.fact_crm_call c
 WHERE c.created_at >= %(lo)s AND c.created_at < %(hi)s AND c.created_at >= %(young)s AND c._gone_at IS NULL
+  AND coalesce(c.duration, 0) > 0
   AND NOT EXISTS (SELECT FROM core.fact_crm_call_recording r WHERE r.call_id = c.call_id AND r._gone_at IS NULL)
 """
 
@@ -66,7 +70,13 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
     plan: dict[str, Any] = {}
 
     def where() -> dict[str, Any]:
-        return {"lo": run.window[0], "hi": run.window[1], "young": refresh.utc_now() - lookback}
+        now = refresh.utc_now()
+        return {
+            "lo": run.window[0],
+            "hi": run.window[1],
+            "young": now - lookback,
+            "closed": now >= run.window[1],
+        }
 
     async def prepare(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         cur = await conn.execute(_PLAN, where())
