@@ -5,8 +5,10 @@ reconciliation of every fact table against the simulator's own truth.
 Per source and partition, in a seeded random order: a transient fault within the retry budget
 (or none) is armed, the partition is loaded; sometimes it is first loaded while still open
 (the simulator's clock early in the period) and re-loaded once the clock has moved on, so
-late records appear; sometimes the vendor deletes a few of its records (well under the 20 %
-mass-disappearance share) and the partition is re-loaded.
+late records appear (incrementally, from the high-water mark, while the window is still
+open); sometimes the vendor deletes a few of its records (well under the 20 %
+mass-disappearance share) and the partition is re-loaded with a full pull (run config
+``full``), which marks them gone.
 
 The truth is what the simulator serves at the end, walked without faults by a fresh client
 into a second, empty warehouse. Reconciled per fact table: the live keys (``_gone_at IS
@@ -150,11 +152,15 @@ class _Env:
         self.mp.undo()
 
 
-def _load(source: Source, partition: date) -> tuple[bool, dict, str]:
+def _load(source: Source, partition: date, full: bool = False) -> tuple[bool, dict, str]:
+    # ``full``: the whole window even while it is open (an incremental refresh never marks
+    # anything gone; the closing pull, or this, does).
+    config = {"ops": {a.op.name: {"config": {"full": True}} for a in source.assets}} if full else None
     result = materialize(
         source.assets,
         partition_key=partition.isoformat(),
         resources=build_resources(),
+        run_config=config,
         raise_on_error=False,
         instance=DagsterInstance.ephemeral(),
     )
@@ -218,9 +224,14 @@ def soak(
             simulator.state.clock.set(now=at, auth_wall=True)  # signatures: the wall clock
 
         def load(
-            source: Source, partition: date, what: str, armed: Fault | None = None, armed_name: str = ""
+            source: Source,
+            partition: date,
+            what: str,
+            armed: Fault | None = None,
+            armed_name: str = "",
+            full: bool = False,
         ) -> None:
-            ok, meta, error = _load(source, partition)
+            ok, meta, error = _load(source, partition, full)
             report.loads += 1
             report.retries += int(meta.get("retries", 0) or 0)
             if not ok:
@@ -265,7 +276,9 @@ def soak(
                         simulator.state.deleted.update(f"{source.name}:{v}" for _, v in victims)
                         deleted[source.name].update(k for k, _ in victims)
                         report.deletions += n
-                        load(source, partition, "reload after deletions")
+                        # TRTC's week is still open at its final clock (the vendor forgets
+                        # after 7 days): its deletions show in a full pull of the window.
+                        load(source, partition, "reload after deletions", full=True)
 
         # The truth: every partition walked again, no faults, at its final clock.
         env.mp.setenv("WAREHOUSE_URL", truth_url)
