@@ -389,7 +389,7 @@ def test_group_materializes_with_a_monday_partition_and_definitions_load(
     assert result.success
     assert per_vdn(db) == {1: 350, 2: 350, 3: 350}
     assert db.execute("SELECT count(*) FROM core.dim_isales_file_server").fetchone()[0] == 15
-    # The hourly schedule asks for the open week and the one before.
+    # The schedule's first tick of an hour asks for the open week and the one before.
     schedule = defs.resolve_schedule_def("isales_api_calls_schedule")
     context = build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 20, 12, tzinfo=UTC),

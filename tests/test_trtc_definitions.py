@@ -1,6 +1,6 @@
 """What the TRTC source exports loads into a Definitions the way the lead wires it, and keeps
-the contracts: weekly Monday partitions, group and pool ``trtc``, hourly refresh of the open
-and previous week, a retention watch that runs on its own."""
+the contracts: weekly Monday partitions, group and pool ``trtc``, 15-minute refresh of the open
+week and hourly of the previous one, a retention watch that runs on its own."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ ASSETS = assets.ASSETS
 
 # Per partition (a backfill of an old week makes the asset-level policy look fresh): with
 # the open week a partition too, the week that opens on Monday must have been pulled by
-# Monday 02:00 (the hourly schedule pulls it from 00:05, with the week just closed).
+# Monday 02:00 (the schedule pulls it from 00:05, with the week just closed).
 # Plus the raw-recency check, which its own hourly job runs (trtc_retention_watch): not being
 # a per-partition check, it stays out of the shared freshness_checks job.
 FRESHNESS_CHECKS = [
