@@ -79,9 +79,6 @@ class Tally:
 Fetch = Callable[[psycopg.AsyncConnection, Tally], AsyncIterator[Page]]
 # Runs inside the load's transaction after its last page (e.g. counting what is left).
 After = Callable[[psycopg.AsyncConnection, Tally, PartitionLoad], Awaitable[None]]
-# Runs inside the run's transaction before the load starts: parameters the load's scope
-# needs that only the warehouse knows (e.g. which calls a pull will ask about).
-Prepare = Callable[[psycopg.AsyncConnection], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,6 @@ class Load:
     marks_gone: bool = True
     # Set: the open window refreshes from its high-water mark (``refresh``).
     incremental: refresh.Incremental | None = None
-    prepare: Prepare | None = None
 
 
 @dataclass
@@ -400,14 +396,13 @@ async def _one(
 ) -> Loaded:
     window = load.window or run.window
     tally = Tally(pull=window)
-    params = {**load.params, **(await load.prepare(conn) if load.prepare is not None else {})}
     async with PartitionLoad(
         conn,
         load.spec,
         partition_key=load.partition_key,
         window=window,
         fetched_at=fetched_at,
-        params=params,
+        params=load.params,
         max_gone_share=run.resource.max_gone_share,
         rebuild=rebuild,
     ) as pl:

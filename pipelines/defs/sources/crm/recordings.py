@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
 from pipelines.defs.sources.crm import normalize
 from pipelines.defs.sources.crm.partitions import crm_daily
 from pipelines.lib import refresh
@@ -48,8 +46,7 @@ SELECT c.call_id,
                    WHERE r.call_id = c.call_id AND r._gone_at IS NULL)
        AND (NOT EXISTS (SELECT FROM raw.crm_call_detail d WHERE d.record_key = c.call_id)
             OR EXISTS (SELECT FROM core.fact_crm_call_recording r WHERE r.call_id = c.call_id)
-            OR (%(closed)s AND c.created_at >= %(young)s AND coalesce(c.duration, 0) > 0)) AS ask,
-       c.created_at >= %(young)s AS young
+            OR (%(closed)s AND c.created_at >= %(young)s AND coalesce(c.duration, 0) > 0)) AS ask
 FROM core.fact_crm_call c
 WHERE c.created_at >= %(lo)s AND c.created_at < %(hi)s AND c._gone_at IS NULL
 ORDER BY c.id
@@ -66,8 +63,6 @@ WHERE c.created_at >= %(lo)s AND c.created_at < %(hi)s AND c.created_at >= %(you
 def recording_loads(run: RunContext) -> Iterator[Load]:
     """The recordings load of the run's day."""
     lookback = run.resource.duration("recording_lookback_hours", "hours")
-    asked: list[str] = []
-    plan: dict[str, Any] = {}
 
     def where() -> dict[str, Any]:
         now = refresh.utc_now()
@@ -78,15 +73,13 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
             "closed": now >= run.window[1],
         }
 
-    async def prepare(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+    async def fetch(conn, tally):  # noqa: ANN001, ANN202
+        # Planned under the partition's lock: a concurrent run of the day waits, then sees
+        # this one's recordings and asks about none of them again.
         cur = await conn.execute(_PLAN, where())
         rows = await cur.fetchall()
-        asked[:] = [call_id for call_id, ask, _ in rows if ask]
-        plan.update(calls=len(rows), calls_asked=len(asked), calls_skipped=len(rows) - len(asked))
-        return {}
-
-    async def fetch(conn, tally):  # noqa: ANN001, ANN202
-        tally.extra.update(plan)
+        asked = [call_id for call_id, ask in rows if ask]
+        tally.extra.update(calls=len(rows), calls_asked=len(asked), calls_skipped=len(rows) - len(asked))
         async for page in bounded(asked, run.client.call_detail, run.client.http.concurrency):
             yield page
 
@@ -106,6 +99,5 @@ def recording_loads(run: RunContext) -> Iterator[Load]:
         fetch,
         params={"tz": crm_daily.timezone},
         after=after,
-        prepare=prepare,
         marks_gone=False,  # it asks about some calls only; recordings follow their calls
     )
