@@ -68,12 +68,11 @@ GROUP BY 1, 2
 """
 # The newest load or deletion the fill read: the hourly job's first watermark.
 WATERMARK = (
-    "INSERT INTO core.mart_state (name, value, updated_at) SELECT 'facts_seen', coalesce(max(t)::text, "
-    "'-infinity'), now() FROM ("
+    "INSERT INTO core.mart_state (name, value, updated_at) SELECT 'facts_seen', to_json(max(t)) #>> '{}', now() FROM ("
     + " UNION ALL ".join(
         f"SELECT max(_loaded_at) AS t FROM {f} UNION ALL SELECT max(_gone_at) FROM {f}" for f in FACTS
     )
-    + ") m"
+    + ") m HAVING max(t) IS NOT NULL"
 )
 
 OWNER = text("SELECT quote_ident(pg_get_userbyid(relowner)) FROM pg_class WHERE oid = CAST(:v AS regclass)")
