@@ -15,7 +15,7 @@ import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from sqlalchemy import create_engine
 from pipelines.definitions import build_resources
 from pipelines.defs.mart import assets as mart
 from pipelines.defs.mart import checks as mart_checks
-from pipelines.defs.mart import days, identity, pii, tables
+from pipelines.defs.mart import days, identity, pii, state, tables
 from pipelines.defs.mart.jobs import RANGE_END, RANGE_START
 from pipelines.defs.sources.crm import assets as crm
 from pipelines.defs.sources.isales import assets as isales
@@ -1147,3 +1147,156 @@ def test_kept_by_day_migration_turns_the_views_into_tables_with_their_rows_grant
     _alembic(warehouse_url, "downgrade", "0013", role="loader")
     assert _relations(db, names) == views
     _alembic(warehouse_url, "upgrade", "head")
+
+
+# ------------------------------------------------------------------------------------------
+# kept by day: the same answers as the views, what changed found, bad input
+
+
+KEPT = re.compile(r"\bmart\.(" + "|".join(days.TABLES) + r")\b")
+
+
+def _old_views() -> dict[str, str]:
+    return _migration("0014_mart_kept_by_day.py")._old_views()
+
+
+def _readme_answers(conn: psycopg.Connection, schema: str = "mart") -> dict[str, list]:
+    out = {}
+    for number, query in readme_examples():
+        query = KEPT.sub(rf"{schema}.\1", query.replace("current_date", f"DATE '{TODAY}'"))
+        out[number] = [tuple(map(str, row)) for row in conn.execute(query).fetchall()]
+    return out
+
+
+def _hourly_path_in_transaction(conn: psycopg.Connection, since: datetime) -> list:
+    """What the mart job and the mart_days runs do, in the caller's transaction."""
+    conn.execute(days.TOUCHED)
+    params = {**pii.pads(KEY.encode()), "key_id": pii.key_id(KEY.encode()), "since": since}
+    conn.execute(mart.UPSERT, params)
+    days.refresh_customers(conn)
+    touched = days.touched_days(conn, since, "Asia/Shanghai")
+    for day in touched:
+        days.write_day(conn, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+    return touched
+
+
+LATE_AND_GONE = [
+    # soft deletes: a few rows of each fact
+    "UPDATE core.fact_crm_call SET _gone_at = now() WHERE id IN (SELECT id FROM core.fact_crm_call ORDER BY id LIMIT 7)",
+    "UPDATE core.fact_trtc_call SET _gone_at = now() "
+    "WHERE call_id IN (SELECT call_id FROM core.fact_trtc_call ORDER BY call_id LIMIT 7)",
+    "UPDATE core.fact_push_log SET _gone_at = now() WHERE id IN (SELECT id FROM core.fact_push_log ORDER BY id LIMIT 5)",
+    "UPDATE core.fact_isales_api_call SET _gone_at = now() "
+    "WHERE id IN (SELECT id FROM core.fact_isales_api_call ORDER BY id LIMIT 5)",
+    # late records: calls of last week's Monday loaded now, one by a new customer, one app user's
+    "INSERT INTO core.fact_crm_call (id, call_id, created_at, call_type, result, duration, ringing_duration, "
+    "agent_name, customer_number, _loaded_at) SELECT id + 1000000000, call_id || '-late', "
+    "TIMESTAMPTZ '2026-11-09 10:00:00+08' + (id % 7) * interval '1 minute', call_type, result, duration, "
+    "ringing_duration, agent_name, CASE WHEN id % 2 = 0 THEN '13900001111' ELSE customer_number END, now() "
+    "FROM core.fact_crm_call ORDER BY id LIMIT 5",
+]
+
+
+def test_readme_answers_are_the_views_answers_after_deletions_and_late_records(
+    wh: psycopg.Connection,
+) -> None:
+    with wh.transaction(force_rollback=True):
+        wh.execute("CREATE SCHEMA old_mart")
+        for view, body in _old_views().items():
+            wh.execute(f"CREATE VIEW old_mart.{view} AS {body}")
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        since = wh.execute("SELECT now() - interval '1 second'").fetchone()[0]
+        for statement in LATE_AND_GONE:
+            wh.execute(statement)
+        # a TRTC call loaded late: a copy of three calls, a day earlier, under new ids
+        wh.execute(
+            "CREATE TEMP TABLE late ON COMMIT DROP AS SELECT * FROM core.fact_trtc_call ORDER BY call_id LIMIT 3"
+        )
+        wh.execute(
+            "UPDATE pg_temp.late SET call_id = call_id || '-late', started_at = started_at - interval '1 day', "
+            "accepted_at = accepted_at - interval '1 day', ended_at = ended_at - interval '1 day', "
+            "_loaded_at = now(), _gone_at = NULL"
+        )
+        wh.execute("INSERT INTO core.fact_trtc_call SELECT * FROM pg_temp.late")
+        assert _readme_answers(wh) != _readme_answers(wh, "old_mart")  # the tables wait for their days
+        touched = _hourly_path_in_transaction(wh, since)
+        assert date(2026, 11, 9) in touched and len(touched) < 40  # the days changed, not all history
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        # A full rebuild (every day written again) gives the same answers too.
+        for day in days.touched_days(wh, state.EVERYTHING, "Asia/Shanghai"):
+            days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        for view in days.TABLES:
+            assert _rows(wh, view) == sorted(
+                wh.execute(
+                    sql.SQL("SELECT * FROM {} ORDER BY 1, 2, 3, 4").format(sql.Identifier("old_mart", view))
+                ).fetchall(),
+                key=repr,
+            ), view
+
+
+def test_a_day_without_data_is_empty_and_an_unlisted_code_is_reported(wh: psycopg.Connection) -> None:
+    with wh.transaction(force_rollback=True):
+        for day in (date(2019, 1, 1), date(2031, 6, 30)):  # before and after every source
+            written = days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+            assert written == dict.fromkeys(days.TABLES, 0)
+        # A mapping table that lacks a code: listed with its calls, the day still written.
+        wh.execute("DELETE FROM mart.map_crm_outcome WHERE result = 5")
+        full = mart_checks.codes_mapped(wh, mart.view_key("calls"), state.EVERYTHING)
+        assert not full.passed and "crm result=5" in full.metadata["unlisted_codes"].value
+        since = wh.execute("SELECT now() - interval '1 second'").fetchone()[0]
+        assert mart_checks.codes_mapped(wh, mart.view_key("calls"), since).passed  # nothing loaded since
+        wh.execute("UPDATE core.fact_crm_call SET _loaded_at = now() WHERE result = 5")
+        hourly = mart_checks.codes_mapped(wh, mart.view_key("calls"), since)
+        assert hourly.metadata["unlisted_codes"].value == full.metadata["unlisted_codes"].value
+        day = date.fromisoformat(KPI_DAY)
+        days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+        assert wh.execute(
+            "SELECT count(*) FROM mart.hangup_cause_daily WHERE day = %s AND outcome = 'other'", (day,)
+        ).fetchone()[0]
+
+
+def test_day_ranges_are_stretches_of_consecutive_partitions() -> None:
+    keys = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
+    assert days.day_ranges(["2026-11-05", "2026-11-01", "2026-11-02", "2026-11-04", "2020-01-01"], keys) == [
+        ("2026-11-01", "2026-11-02"),
+        ("2026-11-04", "2026-11-05"),
+    ]
+    assert days.day_ranges([], keys) == []
+
+
+def test_the_sensor_asks_for_the_days_the_mart_run_found(loaded: dict, wh: psycopg.Connection) -> None:
+    from dagster import build_run_status_sensor_context
+
+    from pipelines.defs.mart.jobs import mart_days_sensor
+
+    wh.execute(
+        "UPDATE core.fact_crm_call SET _gone_at = now() WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
+    )
+    try:
+        instance = DagsterInstance.ephemeral()
+        result = materialize(
+            [mart.customer_identity, mart.customer_key, mart.mart_views],
+            resources=loaded["resources"],
+            instance=instance,
+        )
+        found = metadata(result, "mart/calls")["days_touched"]
+        assert found  # the deletion's day, and what loads wrote within the overlap
+        context = build_run_status_sensor_context(
+            sensor_name="mart_days",
+            dagster_event=result.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        )
+        requests = list(mart_days_sensor(context))
+        asked = [
+            (r.partition_key, r.partition_key)
+            if r.partition_key
+            else (r.tags[RANGE_START], r.tags[RANGE_END])
+            for r in requests
+        ]
+        assert asked == days.day_ranges(found, mart.reporting_daily.get_partition_keys())
+    finally:
+        wh.execute(
+            "UPDATE core.fact_crm_call SET _gone_at = NULL WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
+        )
