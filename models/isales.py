@@ -89,4 +89,8 @@ dim_isales_file_server = Table(
 )
 # The mart's hourly job finds the reporting days that loads touched since its watermark.
 Index("ix_fact_isales_api_call_loaded_at", fact_isales_api_call.c._loaded_at)
-Index("ix_fact_isales_api_call_gone_at", fact_isales_api_call.c._gone_at, postgresql_where=fact_isales_api_call.c._gone_at.isnot(None))
+Index(
+    "ix_fact_isales_api_call_gone_at",
+    fact_isales_api_call.c._gone_at,
+    postgresql_where=fact_isales_api_call.c._gone_at.isnot(None),
+)

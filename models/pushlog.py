@@ -124,4 +124,8 @@ dim_push_type = Table(
 )
 # The mart's hourly job finds the reporting days that loads touched since its watermark.
 Index("ix_fact_push_log_loaded_at", fact_push_log.c._loaded_at)
-Index("ix_fact_push_log_gone_at", fact_push_log.c._gone_at, postgresql_where=fact_push_log.c._gone_at.isnot(None))
+Index(
+    "ix_fact_push_log_gone_at",
+    fact_push_log.c._gone_at,
+    postgresql_where=fact_push_log.c._gone_at.isnot(None),
+)

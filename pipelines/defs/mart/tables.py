@@ -8,7 +8,6 @@ in one run, ``BackfillPolicy.single_run``). Each table checks that no text among
 run wrote looks like a phone number.
 """
 
-
 import time
 from collections import Counter
 from datetime import date
