@@ -72,7 +72,7 @@ BASE = [
 GROW = [
     "INSERT INTO core.fact_crm_call (id, created_at, call_id, customer_number, agent_name, duration, "
     "ringing_duration, result, call_type, drop_side, hangup_cause_id, _loaded_at) "
-    "SELECT b.id + k * %(stride)s, b.created_at - k * %(span)s, b.call_id || '-' || k, "
+    "SELECT b.id + k::bigint * %(stride)s, b.created_at - k * %(span)s, b.call_id || '-' || k, "
     "(b.customer_number::bigint + k * %(customers)s)::text, b.agent_name, b.duration, b.ringing_duration, "
     "b.result, b.call_type, b.drop_side, b.hangup_cause_id, b._loaded_at - k * %(span)s "
     "FROM core.fact_crm_call b CROSS JOIN generate_series(%(lo)s::int, %(hi)s::int) k WHERE b.id <= %(crm)s",

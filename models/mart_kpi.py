@@ -7,7 +7,7 @@ comments, so the analysts' queries did not change; their rows are what the views
 ``core.customer_day``.
 """
 
-from sqlalchemy import ARRAY, BigInteger, Column, Date, DateTime, Index, Integer, Numeric, Table, Text
+from sqlalchemy import ARRAY, BigInteger, Column, Date, DateTime, Index, Integer, Numeric, Table, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import metadata, tstz
@@ -201,6 +201,13 @@ api_usage_daily = Table(
     comment="Huawei CC-iSales open-API calls per day, VDN and endpoint: volume, errors and result codes.",
 )
 Index("ix_api_usage_daily_day", api_usage_daily.c.day)
+# "Customers who called through both sources" reads this index alone, not every customer.
+Index(
+    "ix_customers_both_sources",
+    customers.c.customer_key,
+    postgresql_where=text("sources @> ARRAY['crm'::text, 'trtc'::text]"),
+)
+
 customer_day = Table(
     "customer_day",
     metadata,

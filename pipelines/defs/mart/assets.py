@@ -196,6 +196,7 @@ def customer_key(warehouse: WarehouseResource, customers: pii.CustomersResource)
         if rekey:
             since = state.EVERYTHING
         conn.execute(days.TOUCHED)
+        conn.execute(days.WRITE_LOCK)  # mart.customers has one writer at a time
         keyed = conn.execute(UPSERT, {**params, "since": since}).rowcount
         stale = 0
         if rekey:

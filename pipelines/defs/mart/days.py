@@ -48,6 +48,10 @@ MARK_TOUCHED = (
     "INSERT INTO pg_temp.mart_touched SELECT subject FROM core.customer_day WHERE day = %(day)s "
     "ON CONFLICT DO NOTHING"
 )
+# Writers of the tables kept by day (mart_days runs, core/customer_key) take this lock for their
+# transaction, one at a time: two writers of one day would each delete what the other had not
+# committed yet and both insert, and two writers of one customer would both insert its row.
+WRITE_LOCK = "SELECT pg_advisory_xact_lock(7201611021)"
 CUSTOMER_COLUMNS = (
     "customer_key",
     "customer_last4",
@@ -67,6 +71,7 @@ def touched_days(conn: psycopg.Connection, since: datetime, tz: str) -> list[dat
 def refresh_customers(conn: psycopg.Connection) -> int:
     """Write again the mart.customers rows of the subjects in pg_temp.mart_touched, from
     core.customer_day (in the caller's transaction); returns the rows written."""
+    conn.execute(WRITE_LOCK)
     conn.execute(
         "DELETE FROM mart.customers m USING core.customer_key k "
         "WHERE k.subject IN (SELECT subject FROM pg_temp.mart_touched) AND m.customer_key = k.customer_key"
@@ -82,6 +87,7 @@ def write_day(conn: psycopg.Connection, day: date, lo: datetime, hi: datetime, t
     """Replace one reporting day (the instants [lo, hi)) in every table kept by day and the
     customers who called that day, in the caller's transaction; returns rows written per table."""
     params = {"day": day, "lo": lo, "hi": hi, "tz": tz}
+    conn.execute(WRITE_LOCK)
     written: dict[str, int] = {}
     for table in DAY_TABLES:
         target = sql.Identifier("mart", table)

@@ -403,6 +403,14 @@ def _create_tables() -> None:
         schema="mart",
         comment="One row per pseudonymous customer (customer_key) with their calls across sources: count and join customers without any phone number.",
     )
+    op.create_index(
+        "ix_customers_both_sources",
+        "customers",
+        ["customer_key"],
+        unique=False,
+        schema="mart",
+        postgresql_where=sa.text("sources @> ARRAY['crm'::text, 'trtc'::text]"),
+    )
     op.create_table(
         "hangup_cause_daily",
         sa.Column(
@@ -487,6 +495,7 @@ def _drop_tables() -> None:
     op.drop_table("push_delivery_daily", schema="mart")
     op.drop_index("ix_hangup_cause_daily_day", table_name="hangup_cause_daily", schema="mart")
     op.drop_table("hangup_cause_daily", schema="mart")
+    op.drop_index("ix_customers_both_sources", table_name="customers", schema="mart")
     op.drop_table("customers", schema="mart")
     op.drop_index("ix_call_hourly_day", table_name="call_hourly", schema="mart")
     op.drop_table("call_hourly", schema="mart")
