@@ -1300,3 +1300,21 @@ def test_the_sensor_asks_for_the_days_the_mart_run_found(loaded: dict, wh: psyco
         wh.execute(
             "UPDATE core.fact_crm_call SET _gone_at = NULL WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
         )
+
+
+def test_the_weekly_scan_checks_every_row_and_moves_no_watermark(
+    loaded: dict, wh: psycopg.Connection
+) -> None:
+    before = wh.execute("SELECT value FROM core.mart_state WHERE name = 'facts_seen'").fetchone()
+    result = materialize(
+        [mart.mart_views],
+        resources=loaded["resources"],
+        instance=DagsterInstance.ephemeral(),
+        run_config={"ops": {"mart_views": {"config": {"full_scan": True}}}},
+    )
+    assert checks(result) == {"customers_keyed": True, "codes_mapped": True, "no_phone_numbers": True}
+    scanned = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}["no_phone_numbers"]
+    assert scanned["scope"].value == "all rows"
+    assert set(scanned["rows_with_phone_like_text"].value) >= {*days.TABLES, *mart.VIEW_DEPS}
+    assert metadata(result, "mart/calls")["days_touched"] == []
+    assert wh.execute("SELECT value FROM core.mart_state WHERE name = 'facts_seen'").fetchone() == before
