@@ -4,7 +4,7 @@ Migrations in ``sql/migrations`` are generated from this metadata (``alembic rev
 --autogenerate``); a test fails when the two disagree.
 """
 
-from models import crm, isales, mart, pushlog, raw, trtc  # noqa: F401  (register tables on the metadata)
+from models import crm, isales, mart, mart_kpi, pushlog, raw, trtc  # noqa: F401  (register tables on the metadata)
 from models.base import metadata
 
 __all__ = ["metadata"]

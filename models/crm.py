@@ -111,3 +111,10 @@ fact_crm_call_ivr = Table(
     schema="core",
     comment="IVR durations of agents' recent calls (/v1/callLogs/search); join on id to core.fact_crm_call.",
 )
+# The mart's hourly job finds the reporting days that loads touched since its watermark.
+Index("ix_fact_crm_call_loaded_at", fact_crm_call.c._loaded_at)
+Index(
+    "ix_fact_crm_call_gone_at",
+    fact_crm_call.c._gone_at,
+    postgresql_where=fact_crm_call.c._gone_at.isnot(None),
+)

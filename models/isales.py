@@ -87,3 +87,10 @@ dim_isales_file_server = Table(
     comment="Huawei CC-iSales file servers per VDN (/campaigns/{vdnId}/file/queryServer), a daily snapshot: "
     "servers no longer listed are marked gone (_gone_at), never deleted.",
 )
+# The mart's hourly job finds the reporting days that loads touched since its watermark.
+Index("ix_fact_isales_api_call_loaded_at", fact_isales_api_call.c._loaded_at)
+Index(
+    "ix_fact_isales_api_call_gone_at",
+    fact_isales_api_call.c._gone_at,
+    postgresql_where=fact_isales_api_call.c._gone_at.isnot(None),
+)

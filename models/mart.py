@@ -1,8 +1,9 @@
 """The analysts' layer (issue 13): the code-mapping tables and settings of ``mart``, and the
 two ``core`` tables behind pseudonymous customers.
 
-The ``mart`` views themselves live in migration 0011 (SQLAlchemy metadata holds tables only;
-Alembic's comparison ignores views). Their rows are filled by that migration, not by the
+The ``mart`` views (``mart.calls``, ``mart.push_deliveries``) live in ``sql/mart/views/``
+(SQLAlchemy metadata holds tables only; Alembic's comparison ignores views); the KPI tables
+kept by day in ``models/mart_kpi.py``. Their rows are filled by that migration, not by the
 pipeline: a mapping changes only through a migration, so every warehouse agrees on it.
 """
 

@@ -96,3 +96,10 @@ dim_push_type = Table(
     schema="core",
     comment="The 29 push types of CloudListCurlLog, static (loaded by migration 0004 from seed 001).",
 )
+# The mart's hourly job finds the reporting days that loads touched since its watermark.
+Index("ix_fact_push_log_loaded_at", fact_push_log.c._loaded_at)
+Index(
+    "ix_fact_push_log_gone_at",
+    fact_push_log.c._gone_at,
+    postgresql_where=fact_push_log.c._gone_at.isnot(None),
+)

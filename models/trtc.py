@@ -76,3 +76,10 @@ fact_trtc_call_callee = Table(
 )
 Index("ix_fact_trtc_call_callee_started_at", fact_trtc_call_callee.c.started_at)
 Index("ix_fact_trtc_call_callee_callee", fact_trtc_call_callee.c.callee)
+# The mart's hourly job finds the reporting days that loads touched since its watermark.
+Index("ix_fact_trtc_call_loaded_at", fact_trtc_call.c._loaded_at)
+Index(
+    "ix_fact_trtc_call_gone_at",
+    fact_trtc_call.c._gone_at,
+    postgresql_where=fact_trtc_call.c._gone_at.isnot(None),
+)

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,9 @@ from sqlalchemy import create_engine
 
 from pipelines.definitions import build_resources
 from pipelines.defs.mart import assets as mart
-from pipelines.defs.mart import columns, identity, pii
+from pipelines.defs.mart import checks as mart_checks
+from pipelines.defs.mart import days, identity, pii, state, tables
+from pipelines.defs.mart.jobs import RANGE_END, RANGE_START
 from pipelines.defs.sources.crm import assets as crm
 from pipelines.defs.sources.isales import assets as isales
 from pipelines.defs.sources.pushlog import assets as pushlog
@@ -114,9 +116,13 @@ def loaded(pg_admin_url: str, template_db: str) -> Iterator[dict]:
             "customers": pii.CustomersResource(hash_key=KEY, identity_file=str(pii.DEMO_IDENTITY_FILE)),
         }
 
-        def run(assets: list, partition: str | None = None):  # noqa: ANN202
+        def run(assets: list, partition: str | None = None, tags: dict | None = None):  # noqa: ANN202
             return materialize(
-                assets, partition_key=partition, resources=resources, instance=DagsterInstance.ephemeral()
+                assets,
+                partition_key=partition,
+                resources=resources,
+                instance=DagsterInstance.ephemeral(),
+                tags=tags,
             )
 
         for day in CRM_DAYS:
@@ -126,8 +132,22 @@ def loaded(pg_admin_url: str, template_db: str) -> Iterator[dict]:
         run([isales.fact_isales_api_call], WEEK)
         run([pushlog.fact_push_log], "2026-11-01")
         mart_run = run([mart.customer_identity, mart.customer_key, mart.mart_views])
+        # What the mart_days sensor does with the days the run found: one run per stretch.
+        touched = metadata(mart_run, "mart/calls")["days_touched"]
+        keys = mart.reporting_daily.get_partition_keys()
+        table_runs = [
+            run([tables.mart_tables], tags={RANGE_START: first, RANGE_END: last})
+            for first, last in days.day_ranges(touched, keys)
+        ]
         kpi_run = run([mart.daily_kpis], KPI_DAY)
-        yield {"url": url, "mart_run": mart_run, "kpi_run": kpi_run}
+        yield {
+            "url": url,
+            "mart_run": mart_run,
+            "table_runs": table_runs,
+            "touched": touched,
+            "kpi_run": kpi_run,
+            "resources": resources,
+        }
     finally:
         server.stop()
         mp.undo()
@@ -321,14 +341,20 @@ def test_a_new_key_rekeys_every_customer(warehouse_url: str, db: psycopg.Connect
         )
 
     first = metadata(key_run("first-secret-key"), "core/customer_key")
-    assert first["keyed_now"] == 2 and first["dagster/row_count"] == 2 and first["key"] == "PII_HASH_KEY"
-    assert (
-        metadata(key_run("first-secret-key"), "core/customer_key")["keyed_now"] == 0
-    )  # only new customers are hashed
+    assert first["keyed_now"] == 2 and first["full_rekey"] and first["key"] == "PII_HASH_KEY"
+    again = metadata(key_run("first-secret-key"), "core/customer_key")
+    assert again["keyed_now"] == 0 and not again["full_rekey"]  # only new customers are hashed
+    db.execute(
+        "INSERT INTO core.fact_crm_call (id, created_at, call_id, customer_number, _loaded_at) VALUES "
+        "(4, now(), 'd', '15000000002', now())"
+    )
+    later = metadata(key_run("first-secret-key"), "core/customer_key")
+    assert later["keyed_now"] == 1 and not later["full_rekey"]  # the calls loaded since the last run
     key_run("second-secret-key")
     rows = dict(db.execute("SELECT subject, customer_key FROM core.customer_key").fetchall())
     assert rows == {
-        s: pii.customer_key(b"second-secret-key", s) for s in ("+8613812345678", "+8615000000001")
+        s: pii.customer_key(b"second-secret-key", s)
+        for s in ("+8613812345678", "+8615000000001", "+8615000000002")
     }
     assert "first-secret-key" not in str(first)
 
@@ -340,14 +366,37 @@ def test_a_new_key_rekeys_every_customer(warehouse_url: str, db: psycopg.Connect
 def test_mart_materialization_passes_its_checks_and_counts_rows(loaded: dict, wh: psycopg.Connection) -> None:
     result = loaded["mart_run"]
     assert checks(result) == {"customers_keyed": True, "codes_mapped": True, "no_phone_numbers": True}
-    for view in mart.VIEW_DEPS:
+    # The days the loads touched: every day with a call, a push or an API call.
+    days_with_rows = {
+        str(d)
+        for (d,) in wh.execute(
+            "SELECT DISTINCT (t AT TIME ZONE 'Asia/Shanghai')::date FROM (SELECT created_at AS t FROM "
+            "core.fact_crm_call UNION ALL SELECT started_at FROM core.fact_trtc_call UNION ALL SELECT create_time "
+            "FROM core.fact_push_log UNION ALL SELECT oper_time FROM core.fact_isales_api_call) f"
+        ).fetchall()
+    }
+    assert set(loaded["touched"]) == days_with_rows
+    written: Counter = Counter()
+    for run in loaded["table_runs"]:
+        assert set(checks(run).values()) == {True}
+        for table in days.TABLES:
+            written[table] += metadata(run, f"mart/{table}")["rows_written"]
+    for table in days.DAY_TABLES:
         count = wh.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("mart", view))
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("mart", table))
         ).fetchone()[0]
-        assert metadata(result, f"mart/{view}")["dagster/row_count"] == count > 0
+        assert written[table] == count > 0
+    assert wh.execute("SELECT count(*) FROM mart.customers").fetchone()[0] > 0
     keys = metadata(result, "core/customer_key")
-    assert keys["key"] == "PII_HASH_KEY" and keys["app_user_ids"] > 0 and keys["phone_numbers"] > 0
+    assert keys["key"] == "PII_HASH_KEY" and keys["keyed_now"] > 0
     assert metadata(result, "core/customer_identity")["dagster/row_count"] == len(sim_customers.APP_USERS)
+    # A second run finds only the last hour's loads again (the overlap), keys no one new.
+    again = materialize(
+        [mart.customer_identity, mart.customer_key, mart.mart_views],
+        resources=loaded["resources"],
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert metadata(again, "core/customer_key")["keyed_now"] == 0
 
 
 def test_mapping_tables_hold_the_documented_mappings(wh: psycopg.Connection) -> None:
@@ -383,7 +432,7 @@ def test_mapping_tables_hold_the_documented_mappings(wh: psycopg.Connection) -> 
 
 
 def test_every_mart_relation_and_column_has_a_comment_and_dagster_shows_the_same(
-    wh: psycopg.Connection,
+    loaded: dict, wh: psycopg.Connection
 ) -> None:
     rows = wh.execute(
         """
@@ -395,12 +444,21 @@ def test_every_mart_relation_and_column_has_a_comment_and_dagster_shows_the_same
         """
     ).fetchall()
     assert [r for r in rows if not r[2] or not r[5]] == []
-    views: dict[str, list] = defaultdict(list)
-    for relname, kind, _, col, typ, text in rows:
-        if kind == "v":
-            views[relname].append((col, typ, text))
-    assert {v: cols for v, cols in views.items()} == {v: cols for v, (_, cols) in columns.VIEWS.items()}
-    assert set(views) == set(mart.VIEW_DEPS)
+    in_db: dict[str, list] = defaultdict(list)
+    for relname, _, _, col, typ, text in rows:
+        in_db[relname].append((col, typ, text))
+    shown = {}
+    for run in [loaded["mart_run"], *loaded["table_runs"][:1]]:
+        for event in run.get_asset_materialization_events():
+            meta = event.materialization.metadata
+            if "dagster/column_schema" in meta:
+                shown[event.asset_key.path[-1]] = [
+                    (c.name, c.type, c.description) for c in meta["dagster/column_schema"].schema.columns
+                ]
+    assert set(shown) == {*mart.VIEW_DEPS, *days.TABLES}
+    assert shown == {relation: in_db[relation] for relation in shown}
+    kinds = {relname: kind for relname, kind, *_ in rows}
+    assert {r for r in shown if kinds[r] == "v"} == set(mart.VIEW_DEPS)
 
 
 def test_calls_hold_every_crm_and_trtc_call_mapped(wh: psycopg.Connection) -> None:
@@ -459,6 +517,9 @@ def test_is_deleted_exposes_gone_at_and_kpi_views_leave_deleted_calls_out(wh: ps
         assert wh.execute(
             "SELECT is_deleted FROM mart.calls WHERE source = 'crm' AND source_call_id = %s", (str(call_id),)
         ).fetchone() == (True,)
+        # The deletion is among the rows loaded since the watermark: its day is written again.
+        assert day in days.touched_days(wh, datetime.now(UTC) - timedelta(minutes=1), "Asia/Shanghai")
+        days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
         assert (
             wh.execute(
                 "SELECT sum(calls) FROM mart.call_daily WHERE day = %s AND source = 'crm'", (day,)
@@ -689,12 +750,12 @@ def test_daily_kpis_record_the_days_calls_and_rates(loaded: dict, wh: psycopg.Co
     )
 
 
-PHONE = re.compile(mart.PHONE_LIKE)
+PHONE = re.compile(mart_checks.PHONE_LIKE)
 
 
 def test_no_value_in_mart_looks_like_a_phone_number_or_is_a_user_id(wh: psycopg.Connection) -> None:
-    assert mart.phone_like_counts(wh) == dict.fromkeys(mart.phone_like_counts(wh), 0)
-    assert len(mart.phone_like_counts(wh)) >= 10  # every view and table with text was scanned
+    assert mart_checks.phone_like_counts(wh) == dict.fromkeys(mart_checks.phone_like_counts(wh), 0)
+    assert len(mart_checks.phone_like_counts(wh)) >= 10  # every view and table with text was scanned
     # Every number and user id of core, in every written form, against every value of mart.
     pii_values = {
         v
@@ -744,7 +805,7 @@ def test_analyst_login_reads_mart_and_nothing_else(loaded: dict) -> None:
             make_conninfo(loaded["url"], user=login, password=password), autocommit=True
         ) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (login,)
-            for view in [*mart.VIEW_DEPS, "map_outcome", "settings"]:
+            for view in [*mart.VIEW_DEPS, *days.TABLES, "map_outcome", "settings"]:
                 conn.execute(
                     sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier("mart", view))
                 ).fetchall()
@@ -830,11 +891,12 @@ def test_definitions_register_the_mart_downstream_of_the_facts() -> None:
         "core/customer_key",
         "mart/daily_kpis",
         *(f"mart/{v}" for v in mart.VIEW_DEPS),
+        *(f"mart/{t}" for t in days.TABLES),
     }
     for key in mart_keys:
         node = graph.get(key)
         assert "postgres" in node.kinds and node.description
-        if key != mart.KPI_KEY:
+        if key != mart.KPI_KEY and key.path[-1] not in mart.VIEW_DEPS:  # views: read back when materialized
             schema = node.metadata["dagster/column_schema"]
             assert schema.columns and all(c.description for c in schema.columns)
     calls = graph.get(AssetKey(["mart", "calls"]))
@@ -848,8 +910,13 @@ def test_definitions_register_the_mart_downstream_of_the_facts() -> None:
         in graph.get(AssetKey(["mart", "push_delivery_daily"])).parent_keys
     )
     assert graph.get(mart.KPI_KEY).partitions_def.timezone == "Asia/Shanghai"
+    for table in days.TABLES:
+        assert graph.get(AssetKey(["mart", table])).partitions_def == mart.reporting_daily
     repo = defs.get_repository_def()
-    assert {"mart_schedule", "mart_daily_kpis_schedule"} <= {s.name for s in repo.schedule_defs}
+    assert {"mart_schedule", "mart_full_scan_schedule", "mart_daily_kpis_schedule"} <= {
+        s.name for s in repo.schedule_defs
+    }
+    assert "mart_days" in {s.name for s in repo.sensor_defs}
     assert "customers" in defs.resources
 
 
@@ -915,6 +982,7 @@ def test_mart_durations_and_rates_show_no_more_than_their_decimals(db: psycopg.C
         "(7, 'a3', %(t)s, '/x', '0200001', now())",
         {"t": noon},
     )
+    days.write_day(db, noon.date(), *mart.day_bounds(noon.date(), "Asia/Shanghai"), "Asia/Shanghai")
     noisy = db.execute(
         "SELECT (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_s)::text FROM mart.calls "
         "        WHERE answered_at IS NOT NULL), "
@@ -926,7 +994,7 @@ def test_mart_durations_and_rates_show_no_more_than_their_decimals(db: psycopg.C
     for view, column, kind in db.execute(
         "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
-        "WHERE n.nspname = 'mart' AND c.relkind = 'v' AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE n.nspname = 'mart' AND c.relkind IN ('v', 'r') AND a.attnum > 0 AND NOT a.attisdropped "
         "AND format_type(a.atttypid, a.atttypmod) IN ('numeric', 'double precision', 'real') ORDER BY 1, a.attnum"
     ).fetchall():
         assert kind == "numeric", f"mart.{view}.{column} is {kind}: floats print their noise"
@@ -991,6 +1059,8 @@ def test_rounding_migration_downgrades_to_0011s_views_and_keeps_owner_grants_and
         assert body == m11.VIEWS[view]
     for view, cols in m13.OLD_COMMENTS.items():
         assert cols == {c: m11.COMMENTS[view][1][c] for c in cols}
+    # From 0015's tables kept by day back to 0013's views first, as the owner.
+    _alembic(warehouse_url, "downgrade", "0013", role="loader")
     head = _views(db)
     assert head["call_daily"][1] == "loader" and "analyst=r/loader" in head["call_daily"][2]
 
@@ -1014,3 +1084,237 @@ def test_rounding_migration_downgrades_to_0011s_views_and_keeps_owner_grants_and
     assert {v: d[2] for v, d in again.items() if v != "call_daily"} == {
         v: d[2] for v, d in head.items() if v != "call_daily"
     }
+
+
+def _relations(conn: psycopg.Connection, names: tuple[str, ...]) -> dict[str, tuple]:
+    """Each relation: kind, owner, grants, comment, and its columns with type and comment."""
+    out = {}
+    for name in names:
+        oid, kind, owner, acl, comment = conn.execute(
+            "SELECT c.oid, c.relkind, pg_get_userbyid(c.relowner), c.relacl::text, obj_description(c.oid, 'pg_class') "
+            "FROM pg_class c WHERE c.oid = %s::regclass",
+            (f"mart.{name}",),
+        ).fetchone()
+        cols = conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), col_description(attrelid, attnum) "
+            "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (oid,),
+        ).fetchall()
+        out[name] = (
+            kind,
+            owner,
+            frozenset(acl.strip("{}").split(",")) if acl else frozenset(),
+            comment,
+            cols,
+        )
+    return out
+
+
+def _rows(conn: psycopg.Connection, name: str) -> list[tuple]:
+    query = sql.SQL("SELECT * FROM {} ORDER BY 1, 2, 3, 4").format(sql.Identifier("mart", name))
+    return sorted(conn.execute(query).fetchall(), key=repr)
+
+
+def test_kept_by_day_migration_turns_the_views_into_tables_with_their_rows_grants_and_comments(
+    warehouse_url: str, db: psycopg.Connection
+) -> None:
+    _alembic(warehouse_url, "downgrade", "0013", role="loader")
+    noon = datetime(2026, 11, 13, 12, tzinfo=TZ)
+    db.execute(
+        "INSERT INTO core.fact_crm_call (id, call_id, created_at, call_type, result, duration, ringing_duration, "
+        "agent_name, customer_number, _loaded_at) VALUES (1, 'c1', %(t)s, 1, 5, 30, 1, 'A', '13812345678', %(t)s), "
+        "(2, 'c2', %(t)s - interval '1 day', 2, 2, 0, 9, 'B', '13812345678', %(t)s)",
+        {"t": noon},
+    )
+    db.execute(
+        "INSERT INTO core.customer_key (subject, customer_key, last4, key_id, _loaded_at) "
+        "VALUES ('+8613812345678', 'k', '5678', 'x', now())"
+    )
+    db.execute("GRANT SELECT ON mart.call_daily TO PUBLIC")  # a grant made since 0011 survives
+    names = days.TABLES
+    views, rows = _relations(db, names), {name: _rows(db, name) for name in names}
+    assert rows["call_daily"] and rows["customers"]
+    _alembic(warehouse_url, "upgrade", "head")
+    after = _relations(db, names)
+    assert {name: after[name][0] for name in names} == dict.fromkeys(names, "r")
+    assert {n: a[1:] for n, a in after.items()} == {n: v[1:] for n, v in views.items()}
+    assert {name: _rows(db, name) for name in names} == rows
+    watermark = db.execute(
+        "SELECT value::timestamptz FROM core.mart_state WHERE name = 'facts_seen'"
+    ).fetchone()
+    assert watermark == (noon,)  # the newest load the fill read
+    assert db.execute("SELECT count(*) FROM core.customer_day").fetchone() == (2,)
+    _alembic(warehouse_url, "downgrade", "0013", role="loader")
+    assert _relations(db, names) == views
+    _alembic(warehouse_url, "upgrade", "head")
+
+
+# ------------------------------------------------------------------------------------------
+# kept by day: the same answers as the views, what changed found, bad input
+
+
+KEPT = re.compile(r"\bmart\.(" + "|".join(days.TABLES) + r")\b")
+
+
+def _old_views() -> dict[str, str]:
+    return _migration("0015_mart_kept_by_day.py")._old_views()
+
+
+def _readme_answers(conn: psycopg.Connection, schema: str = "mart") -> dict[str, list]:
+    out = {}
+    for number, query in readme_examples():
+        query = KEPT.sub(rf"{schema}.\1", query.replace("current_date", f"DATE '{TODAY}'"))
+        out[number] = [tuple(map(str, row)) for row in conn.execute(query).fetchall()]
+    return out
+
+
+def _hourly_path_in_transaction(conn: psycopg.Connection, since: datetime) -> list:
+    """What the mart job and the mart_days runs do, in the caller's transaction."""
+    conn.execute(days.TOUCHED)
+    params = {**pii.pads(KEY.encode()), "key_id": pii.key_id(KEY.encode()), "since": since}
+    conn.execute(mart.UPSERT, params)
+    days.refresh_customers(conn)
+    touched = days.touched_days(conn, since, "Asia/Shanghai")
+    for day in touched:
+        days.write_day(conn, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+    return touched
+
+
+LATE_AND_GONE = [
+    # soft deletes: a few rows of each fact
+    "UPDATE core.fact_crm_call SET _gone_at = now() WHERE id IN (SELECT id FROM core.fact_crm_call ORDER BY id LIMIT 7)",
+    "UPDATE core.fact_trtc_call SET _gone_at = now() "
+    "WHERE call_id IN (SELECT call_id FROM core.fact_trtc_call ORDER BY call_id LIMIT 7)",
+    "UPDATE core.fact_push_log SET _gone_at = now() WHERE id IN (SELECT id FROM core.fact_push_log ORDER BY id LIMIT 5)",
+    "UPDATE core.fact_isales_api_call SET _gone_at = now() "
+    "WHERE id IN (SELECT id FROM core.fact_isales_api_call ORDER BY id LIMIT 5)",
+    # late records: calls of last week's Monday loaded now, one by a new customer, one app user's
+    "INSERT INTO core.fact_crm_call (id, call_id, created_at, call_type, result, duration, ringing_duration, "
+    "agent_name, customer_number, _loaded_at) SELECT id + 1000000000, call_id || '-late', "
+    "TIMESTAMPTZ '2026-11-09 10:00:00+08' + (id % 7) * interval '1 minute', call_type, result, duration, "
+    "ringing_duration, agent_name, CASE WHEN id % 2 = 0 THEN '13900001111' ELSE customer_number END, now() "
+    "FROM core.fact_crm_call ORDER BY id LIMIT 5",
+]
+
+
+def test_readme_answers_are_the_views_answers_after_deletions_and_late_records(
+    wh: psycopg.Connection,
+) -> None:
+    with wh.transaction(force_rollback=True):
+        wh.execute("CREATE SCHEMA old_mart")
+        for view, body in _old_views().items():
+            wh.execute(f"CREATE VIEW old_mart.{view} AS {body}")
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        since = wh.execute("SELECT now() - interval '1 second'").fetchone()[0]
+        for statement in LATE_AND_GONE:
+            wh.execute(statement)
+        # a TRTC call loaded late: a copy of three calls, a day earlier, under new ids
+        wh.execute(
+            "CREATE TEMP TABLE late ON COMMIT DROP AS SELECT * FROM core.fact_trtc_call ORDER BY call_id LIMIT 3"
+        )
+        wh.execute(
+            "UPDATE pg_temp.late SET call_id = call_id || '-late', started_at = started_at - interval '1 day', "
+            "accepted_at = accepted_at - interval '1 day', ended_at = ended_at - interval '1 day', "
+            "_loaded_at = now(), _gone_at = NULL"
+        )
+        wh.execute("INSERT INTO core.fact_trtc_call SELECT * FROM pg_temp.late")
+        assert _readme_answers(wh) != _readme_answers(wh, "old_mart")  # the tables wait for their days
+        touched = _hourly_path_in_transaction(wh, since)
+        assert date(2026, 11, 9) in touched and len(touched) < 40  # the days changed, not all history
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        # A full rebuild (every day written again) gives the same answers too.
+        for day in days.touched_days(wh, state.EVERYTHING, "Asia/Shanghai"):
+            days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+        assert _readme_answers(wh) == _readme_answers(wh, "old_mart")
+        for view in days.TABLES:
+            assert _rows(wh, view) == sorted(
+                wh.execute(
+                    sql.SQL("SELECT * FROM {} ORDER BY 1, 2, 3, 4").format(sql.Identifier("old_mart", view))
+                ).fetchall(),
+                key=repr,
+            ), view
+
+
+def test_a_day_without_data_is_empty_and_an_unlisted_code_is_reported(wh: psycopg.Connection) -> None:
+    with wh.transaction(force_rollback=True):
+        for day in (date(2019, 1, 1), date(2031, 6, 30)):  # before and after every source
+            written = days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+            assert written == dict.fromkeys(days.TABLES, 0)
+        # A mapping table that lacks a code: listed with its calls, the day still written.
+        wh.execute("DELETE FROM mart.map_crm_outcome WHERE result = 5")
+        full = mart_checks.codes_mapped(wh, mart.view_key("calls"), state.EVERYTHING)
+        assert not full.passed and "crm result=5" in full.metadata["unlisted_codes"].value
+        since = wh.execute("SELECT now() - interval '1 second'").fetchone()[0]
+        assert mart_checks.codes_mapped(wh, mart.view_key("calls"), since).passed  # nothing loaded since
+        wh.execute("UPDATE core.fact_crm_call SET _loaded_at = now() WHERE result = 5")
+        hourly = mart_checks.codes_mapped(wh, mart.view_key("calls"), since)
+        assert hourly.metadata["unlisted_codes"].value == full.metadata["unlisted_codes"].value
+        day = date.fromisoformat(KPI_DAY)
+        days.write_day(wh, day, *mart.day_bounds(day, "Asia/Shanghai"), "Asia/Shanghai")
+        assert wh.execute(
+            "SELECT count(*) FROM mart.hangup_cause_daily WHERE day = %s AND outcome = 'other'", (day,)
+        ).fetchone()[0]
+
+
+def test_day_ranges_are_stretches_of_consecutive_partitions() -> None:
+    keys = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
+    assert days.day_ranges(["2026-11-05", "2026-11-01", "2026-11-02", "2026-11-04", "2020-01-01"], keys) == [
+        ("2026-11-01", "2026-11-02"),
+        ("2026-11-04", "2026-11-05"),
+    ]
+    assert days.day_ranges([], keys) == []
+
+
+def test_the_sensor_asks_for_the_days_the_mart_run_found(loaded: dict, wh: psycopg.Connection) -> None:
+    from dagster import build_run_status_sensor_context
+
+    from pipelines.defs.mart.jobs import mart_days_sensor
+
+    wh.execute(
+        "UPDATE core.fact_crm_call SET _gone_at = now() WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
+    )
+    try:
+        instance = DagsterInstance.ephemeral()
+        result = materialize(
+            [mart.customer_identity, mart.customer_key, mart.mart_views],
+            resources=loaded["resources"],
+            instance=instance,
+        )
+        found = metadata(result, "mart/calls")["days_touched"]
+        assert found  # the deletion's day, and what loads wrote within the overlap
+        context = build_run_status_sensor_context(
+            sensor_name="mart_days",
+            dagster_event=result.get_run_success_event(),
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+        )
+        requests = list(mart_days_sensor(context))
+        asked = [
+            (r.partition_key, r.partition_key)
+            if r.partition_key
+            else (r.tags[RANGE_START], r.tags[RANGE_END])
+            for r in requests
+        ]
+        assert asked == days.day_ranges(found, mart.reporting_daily.get_partition_keys())
+    finally:
+        wh.execute(
+            "UPDATE core.fact_crm_call SET _gone_at = NULL WHERE id = (SELECT min(id) FROM core.fact_crm_call)"
+        )
+
+
+def test_the_weekly_scan_checks_every_row_and_moves_no_watermark(
+    loaded: dict, wh: psycopg.Connection
+) -> None:
+    before = wh.execute("SELECT value FROM core.mart_state WHERE name = 'facts_seen'").fetchone()
+    result = materialize(
+        [mart.mart_views],
+        resources=loaded["resources"],
+        instance=DagsterInstance.ephemeral(),
+        run_config={"ops": {"mart_views": {"config": {"full_scan": True}}}},
+    )
+    assert checks(result) == {"customers_keyed": True, "codes_mapped": True, "no_phone_numbers": True}
+    scanned = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}["no_phone_numbers"]
+    assert scanned["scope"].value == "all rows"
+    assert set(scanned["rows_with_phone_like_text"].value) >= {*days.TABLES, *mart.VIEW_DEPS}
+    assert metadata(result, "mart/calls")["days_touched"] == []
+    assert wh.execute("SELECT value FROM core.mart_state WHERE name = 'facts_seen'").fetchone() == before

@@ -45,8 +45,15 @@ SPECS: list[SourceSpec] = [
     trtc.CALLS,
 ]
 # Core tables no normalizer loads: the push types come from seed 001 (migration 0004); the
-# customer tables behind mart pseudonyms are written by their own assets (pipelines/defs/mart).
-NOT_NORMALIZED = {"core.dim_push_type", "core.customer_identity", "core.customer_key"}
+# customer tables behind mart pseudonyms and the mart's state are written by their own assets
+# (pipelines/defs/mart).
+NOT_NORMALIZED = {
+    "core.dim_push_type",
+    "core.customer_identity",
+    "core.customer_key",
+    "core.customer_day",
+    "core.mart_state",
+}
 TABLES = {qualified_name(t): t for t in models.metadata.sorted_tables}
 TARGETS = [t for spec in SPECS for t in spec.targets]
 

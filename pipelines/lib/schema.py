@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import psycopg
 from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
@@ -119,3 +120,27 @@ def table_metadata(table: Table) -> dict[str, Any]:
         "dagster/table_name": qualified_name(table),
         "dagster/column_schema": TableSchema(columns=columns, constraints=constraints),
     }
+
+
+_COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(a.attrelid, a.attnum), NOT a.attnotnull
+FROM pg_attribute a
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+def schema_from_comments(conn: psycopg.Connection, relation: str) -> TableSchema:
+    """The column schema of ``relation`` (a table or view, ``schema.name``) as the database
+    holds it: names, types and ``COMMENT ON COLUMN`` texts, so the UI shows what analysts read."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=name,
+                type=kind,
+                description=comment,
+                constraints=TableColumnConstraints(nullable=nullable),
+            )
+            for name, kind, comment, nullable in conn.execute(_COLUMNS_SQL, (relation,)).fetchall()
+        ]
+    )

@@ -1,27 +1,34 @@
 """The mart's assets (group ``mart``), downstream of the core facts:
 
 - ``core/customer_identity``: the operator's identity map, from CUSTOMER_IDENTITY_FILE.
-- ``core/customer_key``: every customer seen in the call facts, keyed (the one place the
-  PII key is used; see ``pii``).
-- ``mart/<view>``: the analysts' views. They are plain views (migration 0011), always as
-  current as ``core``; materializing them writes the reporting zone they read, counts their
-  rows and checks them (every call keyed and mapped, nothing that looks like a phone number).
+- ``core/customer_key``: the customers of the calls loaded since its watermark, keyed (the
+  one place the PII key is used; see ``pii``).
+- ``mart/calls``, ``mart/push_deliveries``: the row-level views, always as current as
+  ``core``; materializing them applies their files (``sql/mart/views/``) when changed, writes
+  the reporting zone, finds the reporting days that loads touched since the last run (the
+  ``days_touched`` metadata the ``mart_days`` sensor reads) and checks what changed.
+- ``mart/<table>`` (``tables.py``): the KPI tables and ``mart.customers``, kept by reporting day.
 - ``mart/daily_kpis``: one reporting day's calls, answer rate and push success rate as
   metadata, so the UI plots them over the partitions.
+
+No step counts or scans all history on the hourly path: row counts are the planner's
+estimates; the weekly ``mart_full_scan`` job checks everything.
 """
 
 import time
-from datetime import timedelta
+from collections import Counter
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import psycopg
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    Config,
     DailyPartitionsDefinition,
     FreshnessPolicy,
     MaterializeResult,
@@ -30,12 +37,13 @@ from dagster import (
     multi_asset,
 )
 from psycopg import sql
+from pydantic import Field
 
 from models import mart as mart_models
-from pipelines.defs.mart import columns, identity, pii
+from pipelines.defs.mart import checks, days, identity, pii, sqlfiles, state
 from pipelines.lib import settings
 from pipelines.lib.ingest import OWNERS
-from pipelines.lib.schema import table_metadata
+from pipelines.lib.schema import schema_from_comments, table_metadata
 from pipelines.lib.warehouse import WarehouseResource
 
 GROUP = "mart"
@@ -56,27 +64,29 @@ def view_key(view: str) -> AssetKey:
     return AssetKey(["mart", view])
 
 
-# What each view reads (mart.calls reads the facts; the KPI views over it read mart.calls).
+# What each view reads.
 VIEW_DEPS: dict[str, list[AssetKey]] = {
     "calls": [CRM_CALL, CRM_RECORDING, CRM_HANGUP, TRTC_CALL, CUSTOMER_KEY_KEY, IDENTITY_KEY],
+    "push_deliveries": [PUSH_LOG],
+}
+# What each table kept by day is written from.
+TABLE_DEPS: dict[str, list[AssetKey]] = {
     "call_daily": [view_key("calls")],
     "call_hourly": [view_key("calls")],
     "agent_daily": [view_key("calls")],
     "hangup_cause_daily": [view_key("calls")],
-    "customers": [view_key("calls")],
+    "customers": [view_key("calls"), CUSTOMER_KEY_KEY],
     "push_delivery_daily": [PUSH_LOG],
-    "push_deliveries": [PUSH_LOG],
     "api_usage_daily": [ISALES_CALL],
 }
+DAYS_STATE = "facts_seen"  # the mart/calls run's watermark over the facts' loads
 # The open windows refresh every 15 minutes; the mart job runs every 15 minutes after them:
 # two missed runs warn, six fail.
 FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(minutes=90), warn_window=timedelta(minutes=30))
 
-# A phone number written alone or inside text: a mobile (optionally +86/0086/86) or a landline
-# with its trunk 0, between characters that are not letters or digits (so a hex id's run of
-# digits does not count). The vendors' own ids (source_call_id) are not scanned.
-PHONE_LIKE = r"(^|[^0-9A-Za-z])(\+?86|0086)?(1[3-9][0-9]{9}|0[1-9][0-9]{8,10})($|[^0-9A-Za-z])"
-NOT_SCANNED = {("calls", "source_call_id")}
+reporting_daily = DailyPartitionsDefinition(
+    start_date=settings.start_date("mart"), timezone=settings.timezone("reporting"), end_offset=1
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,17 +132,22 @@ def customer_identity(
 # ------------------------------------------------------------------------------------------
 # core/customer_key
 
-# Every customer mart.calls names: CRM numbers and TRTC callers (through the identity map),
-# with the expressions mart.calls joins on (core.app_user_subject is its TRTC one, written out).
+# The customers of the calls loaded since the watermark, and every number of the identity map
+# (replaced whole each run: a newly mapped app user's calls get their number's key, whenever
+# they were loaded). The expressions are mart.calls' (core.app_user_subject its TRTC one).
 SUBJECTS = """
-SELECT core.normalize_phone(customer_number) AS subject FROM core.fact_crm_call
+SELECT core.normalize_phone(customer_number) AS subject FROM core.fact_crm_call WHERE _loaded_at > %(since)s
 UNION
 SELECT core.app_user_subject(t.caller, ci.phone_number) FROM core.fact_trtc_call t
 LEFT JOIN core.customer_identity ci ON ci.app_user_id = t.caller
+WHERE t._loaded_at > %(since)s
+UNION
+SELECT core.normalize_phone(phone_number) FROM core.customer_identity
 """
 # Only subjects not yet keyed under this key are hashed; rows of another key are rewritten.
+# The subjects keyed are marked touched: their mart.customers rows are written again.
 UPSERT = f"""
-WITH s AS ({SUBJECTS})
+WITH s AS ({SUBJECTS}), up AS (
 INSERT INTO core.customer_key AS k (subject, customer_key, last4, key_id, _loaded_at)
 SELECT s.subject, {pii.CUSTOMER_KEY_SQL.format(subject="s.subject")},
        CASE WHEN s.subject LIKE '+%%' THEN right(s.subject, 4) END, %(key_id)s, now()
@@ -142,7 +157,20 @@ WHERE s.subject IS NOT NULL
 ON CONFLICT (subject) DO UPDATE
 SET customer_key = EXCLUDED.customer_key, last4 = EXCLUDED.last4, key_id = EXCLUDED.key_id,
     _loaded_at = EXCLUDED._loaded_at
+RETURNING subject)
+INSERT INTO pg_temp.mart_touched SELECT subject FROM up ON CONFLICT DO NOTHING
 """
+KEY_STATE, KEY_ID_STATE = "customer_key_seen", "customer_key_id"
+
+
+def estimated_rows(conn: psycopg.Connection, *relations: str) -> int:
+    """The planner's row estimate (pg_class.reltuples, kept by autovacuum): no scan."""
+    return int(
+        conn.execute(
+            "SELECT coalesce(sum(greatest(reltuples, 0)), 0) FROM pg_class WHERE oid = ANY(%s::regclass[])",
+            (list(relations),),
+        ).fetchone()[0]
+    )
 
 
 @asset(
@@ -152,8 +180,10 @@ SET customer_key = EXCLUDED.customer_key, last4 = EXCLUDED.last4, key_id = EXCLU
     owners=OWNERS,
     deps=[CRM_CALL, TRTC_CALL, IDENTITY_KEY],
     description="Every customer of mart.calls (CRM numbers; TRTC callers, through the identity map), with "
-    "their customer_key: HMAC-SHA256 of the normalized number (or 'app:<user id>') under PII_HASH_KEY, computed in PostgreSQL with the key as a bound parameter; the key is never stored. "
-    "Only new customers are hashed; a new key rewrites every row.",
+    "their customer_key: HMAC-SHA256 of the normalized number (or 'app:<user id>') under PII_HASH_KEY, "
+    "computed in PostgreSQL with the key as a bound parameter; the key is never stored. Each run keys the "
+    "customers of the calls loaded since its watermark (core.mart_state) and writes their mart.customers "
+    "rows; a new key (its fingerprint differs from the one stored) rewrites every row.",
     metadata=table_metadata(mart_models.customer_key),
     freshness_policy=FRESHNESS,
 )
@@ -162,18 +192,34 @@ def customer_key(warehouse: WarehouseResource, customers: pii.CustomersResource)
     with warehouse.connect() as conn:
         key, source = customers.key(customers.is_demo(conn))
         params = {**pii.pads(key), "key_id": pii.key_id(key)}
-        keyed = conn.execute(UPSERT, params).rowcount
-        # Subjects no longer in any fact keep their key; keys of an older key go.
-        stale = conn.execute("DELETE FROM core.customer_key WHERE key_id <> %(key_id)s", params).rowcount
-        rows, phones = conn.execute("SELECT count(*), count(last4) FROM core.customer_key").fetchone()
+        rekey = state.get(conn, KEY_ID_STATE) != params["key_id"]
+        since, newest = state.since(conn, KEY_STATE)
+        if rekey:
+            since = state.EVERYTHING
+        conn.execute(days.TOUCHED)
+        conn.execute(days.WRITE_LOCK)  # mart.customers has one writer at a time
+        keyed = conn.execute(UPSERT, {**params, "since": since}).rowcount
+        stale = 0
+        if rekey:
+            # Subjects no longer in any fact keep their key; keys of an older key go, and every
+            # customer's mart.customers row is written again under the new key.
+            stale = conn.execute("DELETE FROM core.customer_key WHERE key_id <> %(key_id)s", params).rowcount
+            conn.execute("DELETE FROM mart.customers")
+            conn.execute("INSERT INTO pg_temp.mart_touched SELECT DISTINCT subject FROM core.customer_day")
+        customer_rows = days.refresh_customers(conn)
+        state.put(conn, KEY_ID_STATE, params["key_id"])
+        state.advance(conn, KEY_STATE, newest)
+        conn.commit()
+        rows = estimated_rows(conn, "core.customer_key")
     return MaterializeResult(
         metadata={
             "key": source,
+            "full_rekey": rekey,
+            "read_from": since.isoformat(),
             "keyed_now": int(keyed),
             "removed_other_key": int(stale),
-            "dagster/row_count": MetadataValue.int(int(rows)),
-            "phone_numbers": int(phones),
-            "app_user_ids": int(rows - phones),
+            "customers_written": int(customer_rows),
+            "rows_estimate": MetadataValue.int(rows),
             "elapsed_s": round(time.monotonic() - started, 3),
         }
     )
@@ -182,108 +228,42 @@ def customer_key(warehouse: WarehouseResource, customers: pii.CustomersResource)
 # ------------------------------------------------------------------------------------------
 # mart views
 
-CHECK_DESCRIPTIONS = {
-    "customers_keyed": "Every call with a customer number or caller has its customer_key (core/customer_key "
-    "ran after the facts).",
-    "codes_mapped": "Every call's source codes are in the mart.map_* tables (no NULL direction, no 'other' "
-    "outcome from an unlisted code); lists the unlisted codes.",
-    "no_phone_numbers": "No text in any mart view or table looks like a phone number (source_call_id, the "
-    "vendors' own ids, aside).",
-}
+
+class MartScan(Config):
+    full_scan: bool = Field(
+        default=False,
+        description="Check every row of the mart and its facts (the weekly mart_full_scan job) rather than "
+        "what loads changed since the last run.",
+    )
 
 
-def _timezone() -> str:
+def reporting_timezone() -> str:
     return settings.timezone("reporting")
 
 
-def _write_timezone(conn: psycopg.Connection, tz: str) -> None:
+def write_timezone(conn: psycopg.Connection, tz: str) -> None:
     conn.execute("UPDATE mart.settings SET value = %s WHERE name = 'reporting_timezone'", (tz,))
 
 
-def _customers_keyed(conn: psycopg.Connection) -> AssetCheckResult:
-    crm, trtc = conn.execute(
-        """
-        SELECT (SELECT count(*) FROM core.fact_crm_call c
-                WHERE core.normalize_phone(c.customer_number) IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM core.customer_key k
-                                  WHERE k.subject = core.normalize_phone(c.customer_number))),
-               (SELECT count(*) FROM core.fact_trtc_call t
-                LEFT JOIN core.customer_identity ci ON ci.app_user_id = t.caller
-                WHERE t.caller IS NOT NULL
-                  AND NOT EXISTS (SELECT 1 FROM core.customer_key k
-                                  WHERE k.subject = core.app_user_subject(t.caller, ci.phone_number)))
-        """
-    ).fetchone()
-    return AssetCheckResult(
-        asset_key=view_key("calls"),
-        check_name="customers_keyed",
-        passed=crm + trtc == 0,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"crm_calls_unkeyed": int(crm), "trtc_calls_unkeyed": int(trtc)},
-    )
+def day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
+    """The instants [start, end) of reporting day ``day`` in zone ``tz``."""
+    zone = ZoneInfo(tz)
+    return datetime.combine(day, dt_time(), zone), datetime.combine(day + timedelta(days=1), dt_time(), zone)
 
 
-def _codes_mapped(conn: psycopg.Connection) -> AssetCheckResult:
-    rows = conn.execute(
-        """
-        SELECT 'crm call_type', c.call_type::text, count(*) FROM core.fact_crm_call c
-        WHERE c.call_type IS NULL OR c.call_type NOT IN (SELECT call_type FROM mart.map_crm_direction) GROUP BY 2
-        UNION ALL
-        SELECT 'crm result', c.result::text, count(*) FROM core.fact_crm_call c
-        WHERE c.result IS NULL OR c.result NOT IN (SELECT result FROM mart.map_crm_outcome) GROUP BY 2
-        UNION ALL
-        SELECT 'trtc call_type', t.call_type, count(*) FROM core.fact_trtc_call t
-        WHERE t.call_type IS NULL OR t.call_type NOT IN (SELECT call_type FROM mart.map_trtc_direction) GROUP BY 2
-        UNION ALL
-        SELECT 'trtc call_result', t.call_result, count(*) FROM core.fact_trtc_call t
-        WHERE t.call_result IS NULL OR t.call_result NOT IN (SELECT call_result FROM mart.map_trtc_outcome)
-        GROUP BY 2
-        ORDER BY 1, 2
-        """
-    ).fetchall()
-    unlisted = {f"{field}={code if code is not None else 'NULL'}": int(n) for field, code, n in rows}
-    return AssetCheckResult(
-        asset_key=view_key("calls"),
-        check_name="codes_mapped",
-        passed=not unlisted,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"unlisted_codes": MetadataValue.json(unlisted), "calls_affected": sum(unlisted.values())},
-    )
+# What each view's rows of one reporting day are (the hourly phone-number scan).
+VIEW_DAY_SCOPES = {
+    "calls": sql.SQL("started_at >= %(lo)s AND started_at < %(hi)s"),
+    "push_deliveries": sql.SQL("logged_at >= %(lo)s AND logged_at < %(hi)s"),
+}
 
 
-def phone_like_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Per mart relation, the rows with a text value that looks like a phone number."""
-    columns_by_relation: dict[str, list[str]] = {}
-    for relation, column in conn.execute(
-        """
-        SELECT c.relname, a.attname FROM pg_attribute a
-        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'mart' AND c.relkind IN ('r', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-          AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'jsonb'::regtype, 'text[]'::regtype)
-        ORDER BY 1, a.attnum
-        """
-    ).fetchall():
-        if (relation, column) not in NOT_SCANNED:
-            columns_by_relation.setdefault(relation, []).append(column)
-    out: dict[str, int] = {}
-    for relation, cols in columns_by_relation.items():
-        matches = sql.SQL(" OR ").join(
-            sql.SQL("{}::text ~ %(re)s").format(sql.Identifier(col)) for col in cols
-        )
-        query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier("mart", relation), matches)
-        out[relation] = int(conn.execute(query, {"re": PHONE_LIKE}).fetchone()[0])
-    return out
-
-
-def _no_phone_numbers(conn: psycopg.Connection) -> AssetCheckResult:
-    counts = phone_like_counts(conn)
-    return AssetCheckResult(
-        asset_key=view_key("calls"),
-        check_name="no_phone_numbers",
-        passed=not any(counts.values()),
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"rows_with_phone_like_text": MetadataValue.json(counts)},
-    )
+def _scan_views(conn: psycopg.Connection, touched: list[date], tz: str) -> Counter:
+    counts: Counter = Counter({view: 0 for view in VIEW_DEPS})
+    for day in touched:
+        lo, hi = day_bounds(day, tz)
+        counts.update(checks.phone_like_counts(conn, VIEW_DAY_SCOPES, {"lo": lo, "hi": hi}))
+    return counts
 
 
 @multi_asset(
@@ -295,48 +275,70 @@ def _no_phone_numbers(conn: psycopg.Connection) -> AssetCheckResult:
             kinds=KINDS,
             owners=OWNERS,
             deps=deps,
-            description=f"mart.{view} (a view): {columns.description(view)}",
-            metadata={
-                "dagster/column_schema": columns.schema(view),
-                "dagster/table_name": f"mart.{view}",
-            },
+            description=f"mart.{view}, a view defined in sql/mart/views/{view}.sql (applied when the file "
+            "changes); its column schema is read back from the database's comments.",
+            metadata={"dagster/table_name": f"mart.{view}"},
             freshness_policy=FRESHNESS,
         )
         for view, deps in VIEW_DEPS.items()
     ],
     check_specs=[
         AssetCheckSpec(name, asset=view_key("calls"), description=text)
-        for name, text in CHECK_DESCRIPTIONS.items()
+        for name, text in checks.DESCRIPTIONS.items()
     ],
 )
-def mart_views(context: AssetExecutionContext, warehouse: WarehouseResource):  # noqa: ANN201
-    tz = _timezone()
+def mart_views(context: AssetExecutionContext, config: MartScan, warehouse: WarehouseResource):  # noqa: ANN201
+    tz = reporting_timezone()
+    calls = view_key("calls")
     with warehouse.connect() as conn:
-        _write_timezone(conn, tz)
+        write_timezone(conn, tz)
+        applied = sqlfiles.apply_views(conn)
+        since, newest = state.since(conn, DAYS_STATE)
+        if config.full_scan:
+            # Everything, and the watermark stays: the hourly job's days are not this job's.
+            touched: list[date] = []
+            scope = "all rows"
+            results = [
+                checks.customers_keyed(conn, calls, state.EVERYTHING),
+                checks.codes_mapped(conn, calls, state.EVERYTHING),
+                checks.no_phone_numbers(calls, checks.phone_like_counts(conn), scope),
+            ]
+        else:
+            touched = days.touched_days(conn, since, tz)
+            scope = f"{len(touched)} days touched since {since.isoformat()}"
+            results = [
+                checks.customers_keyed(conn, calls, since),
+                checks.codes_mapped(conn, calls, since),
+                checks.no_phone_numbers(calls, _scan_views(conn, touched, tz), scope),
+            ]
+            state.advance(conn, DAYS_STATE, newest)
         conn.commit()
-        checks = [_customers_keyed(conn), _codes_mapped(conn), _no_phone_numbers(conn)]
-        for view in VIEW_DEPS:
-            started = time.monotonic()
-            rows = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("mart", view))
-            ).fetchone()[0]
-            yield MaterializeResult(
-                asset_key=view_key(view),
-                metadata={
-                    "dagster/row_count": MetadataValue.int(int(rows)),
-                    "reporting_timezone": tz,
-                    "query_s": round(time.monotonic() - started, 3),
-                },
-                check_results=[c for c in checks if view == "calls"],
-            )
+        schemas = {view: schema_from_comments(conn, f"mart.{view}") for view in VIEW_DEPS}
+        estimates = {
+            "calls": estimated_rows(conn, "core.fact_crm_call", "core.fact_trtc_call"),
+            "push_deliveries": estimated_rows(conn, "core.fact_push_log"),
+        }
+    if applied:
+        context.log.info(f"Applied the view files of {', '.join(applied)}.")
+    for view in VIEW_DEPS:
+        metadata = {
+            "dagster/column_schema": schemas[view],
+            "reporting_timezone": tz,
+            "view_applied": view in applied,
+            "rows_estimate": MetadataValue.int(estimates[view]),
+        }
+        if view == "calls":
+            metadata["days_touched"] = MetadataValue.json([d.isoformat() for d in touched])
+            metadata["scope"] = scope
+        yield MaterializeResult(
+            asset_key=view_key(view),
+            metadata=metadata,
+            check_results=results if view == "calls" else [],
+        )
 
 
 # ------------------------------------------------------------------------------------------
 # mart/daily_kpis
-
-reporting_daily = DailyPartitionsDefinition(
-    start_date=settings.start_date("mart"), timezone=_timezone(), end_offset=1
-)
 
 DAY_CALLS = """
 SELECT source, count(*) AS calls, count(answered_at) AS answered
