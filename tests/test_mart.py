@@ -1,6 +1,8 @@
 """The analysts' mart (issue 13) over simulator data: every source loaded through Dagster over
-real HTTP into a real PostgreSQL, then the mart assets; what analysts read is checked against
-``core`` (read independently, mappings restated here) and against the access rules.
+real HTTP into a real PostgreSQL, then the mart assets (the hourly job, then the days it found,
+as the ``mart_days`` sensor runs them); what analysts read is checked against ``core`` (read
+independently, mappings restated here), against the views the KPI tables replaced (migration
+0014) and against the access rules.
 
 The warehouse is loaded once for the module (about 20 s): the tests only read it, or change it
 inside a transaction they roll back.

@@ -297,6 +297,23 @@ def wait_for_runs(backfill_ids: list[str], run_ids: list[str]) -> list[str]:
             time.sleep(2)
 
 
+def sensor_runs(sensor: str, since: datetime, timeout_s: float = 120) -> list[str]:
+    """The runs a sensor started since ``since``, once it has started them (its daemon ticks
+    every 30 s); none if it started none within ``timeout_s``."""
+    from dagster import DagsterInstance, RunsFilter
+
+    runs_filter = RunsFilter(tags={"dagster/sensor_name": sensor}, created_after=since)
+    deadline = time.monotonic() + timeout_s
+    with DagsterInstance.get() as instance:
+        while time.monotonic() < deadline:
+            if instance.get_runs(runs_filter, limit=1):
+                time.sleep(5)  # the rest of the tick's requests
+                return [r.run_id for r in instance.get_runs(runs_filter)]
+            time.sleep(2)
+    print(f"{sensor}: no run started within {timeout_s:.0f} s (the UI shows the sensor's ticks)")
+    return []
+
+
 def print_row_counts(url: str) -> None:
     import psycopg
     from psycopg import sql
@@ -370,8 +387,11 @@ def main(argv: list[str] | None = None) -> None:
         print("data already loaded: not pulling again (the schedules take it from here)")
     else:
         failed = wait_for_runs(*launch_initial_loads(ports["ui"], plan or _first_load()))
-        # Then the analysts' mart: customer keys and the views' checks over what just landed.
+        # Then the analysts' mart: customer keys and the views' checks over what just landed,
+        # and the reporting days it found, which its sensor writes.
+        mart_queued = datetime.now(UTC)
         failed += wait_for_runs([], [launch_job(ports["ui"], "mart")])
+        failed += wait_for_runs([], sensor_runs("mart_days", mart_queued))
         settings["loaded"] = True
         save_settings(settings)
         print_row_counts(env["WAREHOUSE_URL"])

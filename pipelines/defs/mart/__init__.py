@@ -1,3 +1,3 @@
-"""The analysts' warehouse (``mart``): pseudonymous customers, the mart views as assets, and a
-daily KPI asset. Everything about it lives in this folder; ``jobs`` exports what
+"""The analysts' warehouse (``mart``): pseudonymous customers, the mart views and the KPI tables
+kept by reporting day as assets (their SQL in ``sql/mart/``), and a daily KPI asset. Everything about it lives in this folder; ``jobs`` exports what
 ``pipelines/definitions.py`` registers."""

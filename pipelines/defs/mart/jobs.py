@@ -83,7 +83,14 @@ def _days_found(context: RunStatusSensorContext) -> list[str]:
 def mart_days_sensor(context: RunStatusSensorContext) -> Iterator[RunRequest]:
     keys = assets.reporting_daily.get_partition_keys()
     run_id = context.dagster_run.run_id
-    for first, last in days.day_ranges(_days_found(context), keys):
+    found = _days_found(context)
+    outside = sorted(set(found) - set(keys))
+    if outside:
+        context.log.warning(
+            f"{len(outside)} reporting days touched are not partitions (from {outside[0]} to {outside[-1]}): "
+            "not written (before MART_START_DATE, or after today)."
+        )
+    for first, last in days.day_ranges(found, keys):
         if first == last:
             yield RunRequest(run_key=f"{run_id}:{first}", partition_key=first)
         else:
