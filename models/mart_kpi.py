@@ -12,25 +12,45 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from models.base import metadata, tstz
 
-call_daily = Table(
-    "call_daily",
-    metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai).",
-    ),
-    Column("source", Text, comment="crm or trtc (mart.calls.source)."),
-    Column("direction", Text, comment="mart.calls.direction."),
-    Column(
+
+# Every KPI table's shared columns, one definition each (a Column belongs to one table: these
+# make a new one per table).
+def _day(of: str = "") -> Column:
+    zone = "Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai)."
+    return Column("day", Date, comment=f"{zone} Of {of}." if of else zone)
+
+
+def _source() -> Column:
+    return Column("source", Text, comment="crm or trtc (mart.calls.source).")
+
+
+def _live_calls() -> Column:
+    return Column(
         "calls",
         BigInteger,
         comment="Calls that their source still returns (mart.calls with is_deleted false).",
-    ),
-    Column(
-        "answered", BigInteger, comment="Calls answered (answered_at set: outcome answered or interrupted)."
-    ),
-    Column("answer_rate", Numeric, comment="answered / calls, 0..1, four decimals."),
+    )
+
+
+def _answered_calls() -> list[Column]:
+    return [
+        _live_calls(),
+        Column(
+            "answered",
+            BigInteger,
+            comment="Calls answered (answered_at set: outcome answered or interrupted).",
+        ),
+        Column("answer_rate", Numeric, comment="answered / calls, 0..1, four decimals."),
+    ]
+
+
+call_daily = Table(
+    "call_daily",
+    metadata,
+    _day(),
+    _source(),
+    Column("direction", Text, comment="mart.calls.direction."),
+    *_answered_calls(),
     Column("avg_duration_s", Numeric, comment="Average talk time of answered calls, seconds, one decimal."),
     Column(
         "p50_duration_s",
@@ -53,23 +73,11 @@ Index("ix_call_daily_day", call_daily.c.day)
 call_hourly = Table(
     "call_hourly",
     metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai).",
-    ),
+    _day(),
     Column("hour", Integer, comment="Hour of the day in the reporting zone, 0..23."),
-    Column("source", Text, comment="crm or trtc (mart.calls.source)."),
+    _source(),
     Column("direction", Text, comment="mart.calls.direction."),
-    Column(
-        "calls",
-        BigInteger,
-        comment="Calls that their source still returns (mart.calls with is_deleted false).",
-    ),
-    Column(
-        "answered", BigInteger, comment="Calls answered (answered_at set: outcome answered or interrupted)."
-    ),
-    Column("answer_rate", Numeric, comment="answered / calls, 0..1, four decimals."),
+    *_answered_calls(),
     schema="mart",
     comment="Calls per hour of the day (reporting zone), source and direction: the load curve.",
 )
@@ -78,22 +86,10 @@ Index("ix_call_hourly_day", call_hourly.c.day)
 agent_daily = Table(
     "agent_daily",
     metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai).",
-    ),
-    Column("source", Text, comment="crm or trtc (mart.calls.source)."),
+    _day(),
+    _source(),
     Column("agent", Text, comment="The agent's display name (mart.calls.agent)."),
-    Column(
-        "calls",
-        BigInteger,
-        comment="Calls that their source still returns (mart.calls with is_deleted false).",
-    ),
-    Column(
-        "answered", BigInteger, comment="Calls answered (answered_at set: outcome answered or interrupted)."
-    ),
-    Column("answer_rate", Numeric, comment="answered / calls, 0..1, four decimals."),
+    *_answered_calls(),
     Column("talk_s", BigInteger, comment="Total talk time of answered calls, seconds."),
     Column("avg_duration_s", Numeric, comment="Average talk time of answered calls, seconds, one decimal."),
     Column("avg_ring_s", Numeric, comment="Average ring time, seconds, one decimal."),
@@ -105,20 +101,12 @@ Index("ix_agent_daily_day", agent_daily.c.day)
 hangup_cause_daily = Table(
     "hangup_cause_daily",
     metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai).",
-    ),
-    Column("source", Text, comment="crm or trtc (mart.calls.source)."),
+    _day(),
+    _source(),
     Column("outcome", Text, comment="mart.calls.outcome."),
     Column("hangup_side", Text, comment="mart.calls.hangup_side."),
     Column("hangup_cause", Text, comment="mart.calls.hangup_cause."),
-    Column(
-        "calls",
-        BigInteger,
-        comment="Calls that their source still returns (mart.calls with is_deleted false).",
-    ),
+    _live_calls(),
     schema="mart",
     comment="Calls per day, source, outcome, hangup side and hangup cause: why calls fail.",
 )
@@ -148,11 +136,7 @@ customers = Table(
 push_delivery_daily = Table(
     "push_delivery_daily",
     metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai). Of the push's CreateTime.",
-    ),
+    _day("the push's CreateTime"),
     Column("push_type", Integer, comment="Push type code (1..29, mart.map_push_type)."),
     Column("push_type_name", Text, comment="The type's documented name, Chinese (mart.map_push_type.name)."),
     Column("push_type_name_en", Text, comment="The type's name in English (mart.map_push_type.name_en)."),
@@ -178,11 +162,7 @@ Index("ix_push_delivery_daily_day", push_delivery_daily.c.day)
 api_usage_daily = Table(
     "api_usage_daily",
     metadata,
-    Column(
-        "day",
-        Date,
-        comment="Day in the reporting zone (mart.settings reporting_timezone, from REPORTING_TIMEZONE; default Asia/Shanghai). Of operTime.",
-    ),
+    _day("operTime"),
     Column("vdn_id", Integer, comment="Virtual call center (VDN)."),
     Column(
         "url_pattern",
