@@ -59,14 +59,18 @@ def dagster_home(
 def stop_code_servers() -> None:
     """Stop the ``dagster api grpc`` code servers this process started (a workspace context's):
     they can outlive their parent, still polling a test database that is gone."""
-    servers = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if any(part == "grpc" for part in p.cmdline()) and "dagster" in " ".join(p.cmdline())
-    ]
+    servers = [p for p in psutil.Process().children(recursive=True) if _is_code_server(p)]
     family = [c for p in servers for c in p.children(recursive=True)] + servers
     for process in family:
         process.terminate()
     _, alive = psutil.wait_procs(family, timeout=10)
     for process in alive:
         process.kill()
+
+
+def _is_code_server(process: psutil.Process) -> bool:
+    try:
+        cmdline = process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False  # a child that already exited (a zombie until reaped) serves nothing
+    return "grpc" in cmdline and "dagster" in " ".join(cmdline)

@@ -119,3 +119,16 @@ def test_the_freshness_checks_run_in_the_freshness_checks_job() -> None:
         (request,) = sensor.evaluate_tick(context).run_requests
     assert request.job_name in (None, "freshness_checks")  # None: the sensor's one job
     assert set(request.asset_check_keys) == expected
+
+
+def test_the_dg_project_names_the_code_location_as_every_workspace_does() -> None:
+    # Unset, dg names the location after the checkout's folder, and a code server registered
+    # as "callcenter" logs a mismatch warning on every load of a checkout named otherwise.
+    import tomllib
+
+    from pipelines.lib.warehouse import PROJECT_ROOT
+
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]
+    workspace = (PROJECT_ROOT / "workspace.yaml").read_text()
+    assert config["dg"]["project"]["code_location_name"] == config["dagster"]["code_location_name"]
+    assert f"location_name: {config['dagster']['code_location_name']}" in workspace
