@@ -17,6 +17,7 @@ import hashlib
 
 import psycopg
 
+from pipelines.defs.mart import state
 from pipelines.lib.warehouse import PROJECT_ROOT
 
 SQL_DIR = PROJECT_ROOT / "sql" / "mart"
@@ -36,15 +37,10 @@ def apply_views(conn: psycopg.Connection) -> list[str]:
     for view in VIEWS:
         text = read(f"views/{view}")
         digest = hashlib.sha256(text.encode()).hexdigest()
-        state = f"view:{view}"
-        row = conn.execute("SELECT value FROM core.mart_state WHERE name = %s", (state,)).fetchone()
-        if row is not None and row[0] == digest:
+        name = f"view:{view}"
+        if state.get(conn, name) == digest:
             continue
         conn.execute(text.encode())  # several statements, no parameters: the simple protocol
-        conn.execute(
-            "INSERT INTO core.mart_state (name, value, updated_at) VALUES (%s, %s, now()) "
-            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
-            (state, digest),
-        )
+        state.put(conn, name, digest)
         applied.append(view)
     return applied
